@@ -1,0 +1,48 @@
+# Ladder's front door. `make help` lists the targets.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint unit integration migrate worker-cpu bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv and install what Ladder and its tests need
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+run: install ## Start Ladder here: private Redis, SQLite, the API and a CPU worker
+	@$(BIN)/python scripts/run.py
+
+test: install lint ## Lint, type-check, then every test (unit, then integration)
+	$(BIN)/pytest
+
+lint: install ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: install ## Only the unit tests (no services, seconds)
+	$(BIN)/pytest tests/unit
+
+integration: install ## Only the integration tests (real Redis, PostgreSQL, workers)
+	$(BIN)/pytest tests/integration
+
+migrate: install ## alembic upgrade head on DATABASE_URL
+	$(BIN)/alembic upgrade head
+
+worker-cpu: install ## A CPU worker on BROKER_URL and DATABASE_URL
+	$(BIN)/celery -A worker.main worker -Q cpu -n cpu@%h -E --loglevel INFO
+
+bench: install ## Benchmarks; tables go to bench/RESULTS.md
+	$(BIN)/python bench/service.py
+	$(BIN)/python bench/stairs.py
+
+clean: ## Remove var/ (database, logs, private Redis)
+	rm -rf var

@@ -1,0 +1,43 @@
+"""The HTTP API: `create_app(settings)` builds it; `flask --app api` and gunicorn call it."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from sqlalchemy.exc import DBAPIError
+
+from api import cli, health, jobs, openapi, problems
+from api.auth import ensure_key
+from api.context import Ladder
+from shared.config import Settings
+from shared.db import Database
+from worker.app import create_celery
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the API. Without `settings` it reads the environment, once, here."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    celery = create_celery(settings)
+    # Fail fast when the broker is down, so that a submit answers 503 instead of hanging.
+    celery.conf.broker_connection_timeout = 3
+    celery.conf.task_publish_retry_policy = {
+        "max_retries": 2,
+        "interval_start": 0,
+        "interval_step": 0.5,
+    }
+    app.extensions["ladder"] = Ladder(settings, Database(settings.database_url), celery)
+    problems.init_app(app)
+    for blueprint in (jobs.bp, health.bp, openapi.bp, cli.bp):
+        app.register_blueprint(blueprint)
+    if settings.admin_token:
+        try:
+            ensure_key(app.extensions["ladder"].db, "admin", settings.admin_token, admin=True)
+        except DBAPIError as exc:
+            log.warning("could not seed the admin key (run `make migrate`?): %s", exc)
+    return app

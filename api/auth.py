@@ -1,0 +1,76 @@
+"""API keys: tokens are shown once and stored only as their SHA-256."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from flask import g, request
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from api.problems import Problem
+from shared.db import Database
+from shared.models import ApiKey
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The key a request came with."""
+
+    key_id: int
+    name: str
+    is_admin: bool
+
+
+def hash_token(token: str) -> str:
+    # Tokens are 256 random bits, so a plain SHA-256 is enough: there is nothing to brute-force.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return "ldr_" + secrets.token_urlsafe(32)
+
+
+def create_key(db: Database, name: str, *, admin: bool = False, token: str | None = None) -> str:
+    """Store a new key and return its token, the only time it is seen."""
+    token = token or new_token()
+    with db.session() as session:
+        session.add(ApiKey(name=name, token_hash=hash_token(token), is_admin=admin))
+    return token
+
+
+def ensure_key(db: Database, name: str, token: str, *, admin: bool) -> None:
+    """Create the key for `token` unless it exists (several processes may race to seed it)."""
+    with db.session() as session:
+        if session.scalars(select(ApiKey).where(ApiKey.token_hash == hash_token(token))).first():
+            return
+    with contextlib.suppress(IntegrityError):
+        create_key(db, name, admin=admin, token=token)
+
+
+def authenticate(db: Database) -> Caller:
+    """The caller of the current request, or a 401 problem."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(
+            401,
+            "send an API key as 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": 'Bearer realm="ladder"'},
+        )
+    digest = hash_token(token.strip())
+    with db.session() as session:
+        key = session.scalars(select(ApiKey).where(ApiKey.token_hash == digest)).first()
+    if key is None or key.revoked_at is not None or not hmac.compare_digest(key.token_hash, digest):
+        raise Problem(
+            401,
+            "the API key is unknown or revoked",
+            headers={"WWW-Authenticate": 'Bearer realm="ladder", error="invalid_token"'},
+        )
+    caller = Caller(key.id, key.name, key.is_admin)
+    g.caller = caller
+    return caller

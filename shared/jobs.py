@@ -1,0 +1,131 @@
+"""The life of a job in the database, the source of truth.
+
+Every change of state is one conditional UPDATE, so that whatever the broker re-delivers and
+however workers race, a job starts an attempt once, and finishes once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from shared.db import Database
+from shared.models import FINISHED, Artifact, Job, JobStatus, utcnow
+
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+def error(code: str, message: str) -> dict[str, str]:
+    """A job's `error` object."""
+    return {"code": code, "message": message}
+
+
+def claim(db: Database, job_id: str, worker: str, max_attempts: int) -> Job | None:
+    """Start a new attempt at a job; None when there is nothing to run.
+
+    A job found `running` was left so by a worker that died (the broker re-delivered its
+    message): it runs again, until `max_attempts` is spent and it fails as `worker_lost`.
+    """
+    with db.session() as session:
+        job = session.scalars(select(Job).where(Job.id == job_id)).one_or_none()
+        if job is None or job.status in FINISHED:
+            return None
+        seen = job.attempts
+        if job.status == JobStatus.RUNNING and seen >= max_attempts:
+            _finish(
+                session,
+                job_id,
+                JobStatus.FAILED,
+                error=error("worker_lost", f"the worker running this job was lost {seen} times"),
+                attempt=seen,
+            )
+            return None
+        claimed = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.attempts == seen, Job.status.in_(ACTIVE))
+            .values(
+                status=JobStatus.RUNNING,
+                attempts=seen + 1,
+                worker=worker,
+                started_at=utcnow(),
+                progress=0.0,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return None  # another delivery of the same message won the race
+        session.refresh(job)
+        return job
+
+
+def finish(
+    db: Database,
+    job_id: str,
+    attempt: int,
+    status: JobStatus,
+    *,
+    result: dict[str, Any] | None = None,
+    error: dict[str, str] | None = None,
+    artifacts: dict[str, tuple[str, bytes]] | None = None,
+) -> bool:
+    """Record how an attempt ended, with its artifacts; False when the job had already ended."""
+    with db.session() as session:
+        if not _finish(session, job_id, status, result=result, error=error, attempt=attempt):
+            return False
+        for name, (content_type, data) in (artifacts or {}).items():
+            session.add(
+                Artifact(
+                    job_id=job_id,
+                    name=name,
+                    content_type=content_type,
+                    size=len(data),
+                    data=data,
+                )
+            )
+        return True
+
+
+def fail_running(db: Database, job_id: str, error: dict[str, str]) -> bool:
+    """End a running job as failed whatever its attempt (a hard time limit killed it)."""
+    with db.session() as session:
+        return _finish(session, job_id, JobStatus.FAILED, error=error)
+
+
+def cancel(db: Database, job_id: str) -> bool:
+    """Cancel a queued or running job; False when it had already ended."""
+    with db.session() as session:
+        done = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status.in_(ACTIVE))
+            .values(
+                status=JobStatus.CANCELLED,
+                error=error("cancelled", "cancelled at the client's request"),
+                finished_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _finish(
+    session: Session,
+    job_id: str,
+    status: JobStatus,
+    *,
+    result: dict[str, Any] | None = None,
+    error: dict[str, str] | None = None,
+    attempt: int | None = None,
+) -> bool:
+    conditions = [Job.id == job_id, Job.status == JobStatus.RUNNING]
+    if attempt is not None:
+        conditions.append(Job.attempts == attempt)
+    values: dict[str, Any] = {"status": status, "result": result, "error": error}
+    values["finished_at"] = utcnow()
+    if status == JobStatus.SUCCEEDED:
+        values["progress"] = 1.0
+    done = session.execute(
+        update(Job).where(*conditions).values(**values).execution_options(synchronize_session=False)
+    )
+    return bool(done.rowcount == 1)  # type: ignore[attr-defined]

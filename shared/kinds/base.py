@@ -1,0 +1,79 @@
+"""What a job kind declares: its params model, limits, pools, and what a run produces."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from shared.config import Settings
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One thing wrong with a request, named by its dotted field path."""
+
+    field: str
+    message: str
+
+
+class InvalidParams(Exception):
+    """The params of a job break its kind's schema or limits."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+@dataclass
+class Outcome:
+    """What a runner returns: the result object and any files (name → (content type, bytes))."""
+
+    result: dict[str, Any]
+    artifacts: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A job kind. Registering one in `shared.kinds` is all the API needs to accept it."""
+
+    name: str
+    summary: str
+    params_model: type[BaseModel]
+    check_limits: Callable[[Any, Settings], list[FieldError]]
+    limits: Callable[[Settings], dict[str, Any]]
+    pools: tuple[str, ...] = ("cpu",)
+    enabled: Callable[[], bool] = lambda: True
+
+    def parse(self, params: Any, settings: Settings) -> BaseModel:
+        """Validate raw params against the schema, then the limits; raise InvalidParams."""
+        if not isinstance(params, dict):
+            raise InvalidParams([FieldError("params", "must be an object")])
+        try:
+            model = self.params_model.model_validate(params)
+        except ValidationError as exc:
+            raise InvalidParams(
+                [
+                    FieldError(
+                        ".".join(["params", *(str(p) for p in e["loc"])]),
+                        _message(e),
+                    )
+                    for e in exc.errors()
+                ]
+            ) from None
+        errors = [
+            FieldError(f"params.{e.field}", e.message) for e in self.check_limits(model, settings)
+        ]
+        if errors:
+            raise InvalidParams(errors)
+        return model
+
+    def json_schema(self) -> dict[str, Any]:
+        return self.params_model.model_json_schema()
+
+
+def _message(error: Any) -> str:
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")

@@ -1,0 +1,19 @@
+"""A runner per job kind, in the module named after it: `run(params, settings) -> Outcome`."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from shared.config import Settings
+from shared.kinds import Outcome
+
+Runner = Callable[[Any, Settings], Outcome]
+
+
+def runner_for(kind: str) -> Runner:
+    """The `run` function of `worker.runners.<kind>`; imported on first use (it may need torch)."""
+    module = importlib.import_module(f"{__name__}.{kind}")
+    run: Runner = module.run
+    return run
