@@ -135,13 +135,13 @@ def build_spec() -> dict[str, Any]:
     submit = SubmitRequest.model_json_schema(ref_template=REF)
     schemas.update(submit.pop("$defs", {}))
     schemas["SubmitRequest"] = submit
-    params_refs = []
+    params_names = []
     for kind in kinds.registry().values():
         schema = kind.params_model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         name = schema.get("title", kind.params_model.__name__)
         schemas[name] = schema
-        params_refs.append(_ref(name))
+        params_names.append(name)
     schemas["JobList"] = {
         "type": "object",
         "required": ["items", "next_cursor"],
@@ -163,9 +163,11 @@ def build_spec() -> dict[str, Any]:
                         "name": {"type": "string"},
                         "summary": {"type": "string"},
                         "pools": {"type": "array", "items": {"type": "string"}},
-                        "params_schema": {"anyOf": params_refs}
-                        if params_refs
-                        else {"type": "object"},
+                        "params_schema": {
+                            "type": "object",
+                            "description": "A JSON Schema; each kind's is also a component: "
+                            + ", ".join(params_names),
+                        },
                         "limits": {"type": "object"},
                     },
                 },

@@ -30,6 +30,7 @@ class StairsParams(BaseModel):
         Field(
             default=[1, 2],
             min_length=1,
+            json_schema_extra={"uniqueItems": True},
             description="The step sizes allowed: distinct positive integers.",
         ),
     ]

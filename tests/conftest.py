@@ -1,0 +1,43 @@
+"""Fixtures every layer of tests uses: settings, and a database built by `alembic upgrade head`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.config import Settings
+from shared.db import Database
+from shared.schema import upgrade
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def need(service: str, reason: str) -> None:
+    """A missing service skips the test here, but fails it in CI, where everything must run."""
+    message = f"{service} is not available: {reason}"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path}/ladder.db"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def settings(sqlite_url: str) -> Settings:
+    # memory:// is kombu's in-process transport: the API can queue without a Redis.
+    return Settings(database_url=sqlite_url, broker_url="memory://", admin_token="admin-token")
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    database = Database(settings.database_url)
+    yield database
+    database.engine.dispose()

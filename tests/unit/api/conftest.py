@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from api import create_app
+from api.auth import create_key
+from shared.config import Settings
+from shared.db import Database
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    app = create_app(settings)
+    yield app
+    app.extensions["ladder"].db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def admin() -> dict[str, str]:
+    return {"Authorization": "Bearer admin-token"}
+
+
+@pytest.fixture
+def user(db: Database) -> dict[str, str]:
+    return {"Authorization": f"Bearer {create_key(db, 'alice')}"}
+
+
+@pytest.fixture
+def other_user(db: Database) -> dict[str, str]:
+    return {"Authorization": f"Bearer {create_key(db, 'bob')}"}
