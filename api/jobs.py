@@ -103,7 +103,7 @@ def _send(job: Job, kind: str) -> None:
             queue=job.queue,
             priority=redis_priority(job.priority),
             time_limit=limit,
-            soft_time_limit=max(1, limit - 5),
+            soft_time_limit=limit - max(1, limit // 20),
         )
     except Exception:
         current_app.logger.exception("could not queue job %s", job.id)

@@ -43,10 +43,10 @@ def free_port() -> int:
 
 def start(name: str, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     # A session of its own: a terminal's Ctrl-C reaches only us, and we stop children in order.
-    out = log.open("ab")
-    process = subprocess.Popen(
-        argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     print(f"  {name:<7} pid {process.pid:<7} log {log}")
     return process
 

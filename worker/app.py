@@ -58,7 +58,6 @@ def create_celery(settings: Settings) -> LadderCelery:
             "queue_order_strategy": "priority",
         },
         worker_send_task_events=True,
-        worker_hijack_root_logger=False,
     )
     from worker import tasks  # tasks need the app they register on, so import late
 

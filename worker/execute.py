@@ -15,7 +15,7 @@ from worker.runners import runner_for
 log = logging.getLogger(__name__)
 
 
-def execute(app: LadderCelery, job_id: str, worker: str) -> None:
+def execute(app: LadderCelery, job_id: str, worker: str, time_limit: float | None) -> None:
     """Run the job once if it still needs running; a finished or cancelled job is a no-op."""
     settings, db = app.settings, app.db
     job = jobs.claim(db, job_id, worker, settings.max_attempts)
@@ -35,13 +35,13 @@ def execute(app: LadderCelery, job_id: str, worker: str) -> None:
         )
         return
     except SoftTimeLimitExceeded:
-        limit = settings.time_limit(job.kind)
+        limit = time_limit or settings.time_limit(job.kind)
         jobs.finish(
             db,
             job_id,
             attempt,
             JobStatus.FAILED,
-            error=jobs.error("timeout", f"the job ran past its time limit of {limit} s"),
+            error=jobs.error("timeout", f"the job ran past its time limit of {limit:g} s"),
         )
         return
     except Exception as exc:

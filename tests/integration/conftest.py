@@ -1,0 +1,161 @@
+"""Real services: this machine's Redis and PostgreSQL, Celery worker processes, an HTTP server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from werkzeug.serving import make_server
+
+from api import create_app
+from shared.config import Settings
+from shared.schema import upgrade
+from tests.conftest import need
+from tests.integration.http import Client
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS = os.environ.get("LADDER_TEST_REDIS", "redis://127.0.0.1:6379")
+POSTGRES = os.environ.get("LADDER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_TOKEN = "integration-admin-token"
+# Each stack uses a Redis database of its own, away from the default one.
+REDIS_DB = {"sqlite": 13, "postgresql": 14}
+
+
+@pytest.fixture(scope="session")
+def redis_base() -> str:
+    try:
+        redis.Redis.from_url(REDIS, socket_timeout=2).ping()
+    except redis.RedisError as exc:
+        need("Redis", f"{REDIS}: {exc}")
+    return REDIS
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of the test session's own on this machine's PostgreSQL, dropped at the end."""
+    name = f"ladder_test_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=3)
+    except psycopg.Error as exc:
+        need("PostgreSQL", f"{POSTGRES}: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield POSTGRES.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class Worker:
+    """A real `celery worker` process, started the way `make worker-cpu` starts one."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    name: str
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def children(self) -> list[int]:
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False
+        ).stdout
+        return [int(pid) for pid in out.split()]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def start_worker(settings: Settings, log: Path, name: str, concurrency: int = 1) -> Worker:
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "BROKER_URL": settings.broker_url,
+        "PYTHONPATH": str(ROOT),
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.main",
+        "worker",
+        "-Q",
+        "cpu",
+        "-c",
+        str(concurrency),
+        "-n",
+        f"{name}@%h",
+        "--loglevel",
+        "INFO",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    worker = Worker(process, log, name)
+    deadline = time.monotonic() + 60
+    while " ready." not in worker.log_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            worker.stop()
+            raise RuntimeError(f"worker did not start:\n{worker.log_text()[-3000:]}")
+        time.sleep(0.1)
+    return worker
+
+
+@dataclass
+class Stack:
+    """Ladder running for real: API over HTTP, a worker process, Redis, and one database."""
+
+    backend: str
+    settings: Settings
+    client: Client
+    worker: Worker
+    base_url: str
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def stack(
+    request: pytest.FixtureRequest, redis_base: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    backend: str = request.param
+    tmp = tmp_path_factory.mktemp(backend)
+    if backend == "sqlite":
+        database_url = f"sqlite:///{tmp}/ladder.db"
+    else:
+        database_url = request.getfixturevalue("postgres_url")
+    broker_url = f"{redis_base}/{REDIS_DB[backend]}"
+    redis.Redis.from_url(broker_url).flushdb()
+    upgrade(database_url)
+    settings = Settings(database_url=database_url, broker_url=broker_url, admin_token=ADMIN_TOKEN)
+    app = create_app(settings)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    worker = start_worker(settings, tmp / "worker.log", f"it-{backend}")
+    base_url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        yield Stack(backend, settings, Client(base_url, ADMIN_TOKEN), worker, base_url)
+    finally:
+        worker.stop()
+        server.shutdown()
+        app.extensions["ladder"].db.engine.dispose()
