@@ -6,13 +6,14 @@ however workers race, a job starts an attempt once, and finishes once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from shared.db import Database
-from shared.models import FINISHED, Artifact, Job, JobStatus, utcnow
+from shared.models import Artifact, Job, JobStatus, utcnow
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
@@ -22,42 +23,40 @@ def error(code: str, message: str) -> dict[str, str]:
     return {"code": code, "message": message}
 
 
-def claim(db: Database, job_id: str, worker: str, max_attempts: int) -> Job | None:
+@dataclass(frozen=True)
+class Claim:
+    """An attempt at a job that this worker now owns."""
+
+    kind: str
+    params: dict[str, Any]
+    attempt: int
+
+
+def claim(db: Database, job_id: str, worker: str, max_attempts: int) -> Claim | None:
     """Start a new attempt at a job; None when there is nothing to run.
 
     A job found `running` was left so by a worker that died (the broker re-delivered its
     message): it runs again, until `max_attempts` is spent and it fails as `worker_lost`.
+    One UPDATE … RETURNING both checks and claims, so the common path is one statement.
     """
     with db.session() as session:
-        job = session.scalars(select(Job).where(Job.id == job_id)).one_or_none()
-        if job is None or job.status in FINISHED:
-            return None
-        seen = job.attempts
-        if job.status == JobStatus.RUNNING and seen >= max_attempts:
-            _finish(
-                session,
-                job_id,
-                JobStatus.FAILED,
-                error=error("worker_lost", f"the worker running this job was lost {seen} times"),
-                attempt=seen,
-            )
-            return None
-        claimed = session.execute(
+        row = session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.attempts == seen, Job.status.in_(ACTIVE))
+            .where(Job.id == job_id, Job.status.in_(ACTIVE), Job.attempts < max_attempts)
             .values(
                 status=JobStatus.RUNNING,
-                attempts=seen + 1,
+                attempts=Job.attempts + 1,
                 worker=worker,
                 started_at=utcnow(),
                 progress=0.0,
             )
-            .execution_options(synchronize_session=False)
-        )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
-            return None  # another delivery of the same message won the race
-        session.refresh(job)
-        return job
+            .returning(Job.kind, Job.params, Job.attempts)
+        ).one_or_none()
+        if row is not None:
+            return Claim(row.kind, row.params, row.attempts)
+        lost = error("worker_lost", f"the worker running this job was lost {max_attempts} times")
+        _finish(session, job_id, JobStatus.FAILED, error=lost, spent=max_attempts)
+        return None
 
 
 def finish(
@@ -117,10 +116,13 @@ def _finish(
     result: dict[str, Any] | None = None,
     error: dict[str, str] | None = None,
     attempt: int | None = None,
+    spent: int | None = None,
 ) -> bool:
     conditions = [Job.id == job_id, Job.status == JobStatus.RUNNING]
     if attempt is not None:
         conditions.append(Job.attempts == attempt)
+    if spent is not None:
+        conditions.append(Job.attempts >= spent)
     values: dict[str, Any] = {"status": status, "result": result, "error": error}
     values["finished_at"] = utcnow()
     if status == JobStatus.SUCCEEDED:

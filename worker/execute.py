@@ -22,7 +22,7 @@ def execute(app: LadderCelery, job_id: str, worker: str, time_limit: float | Non
     if job is None:
         log.info("job %s: nothing to run (finished, cancelled or already taken)", job_id)
         return
-    attempt = job.attempts
+    attempt = job.attempt
     try:
         outcome = _run(job.kind, job.params, app)
     except InvalidParams as exc:

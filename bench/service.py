@@ -1,0 +1,260 @@
+"""Jobs/s and latency of small stairs jobs through the whole service, against bare Celery.
+
+Ladder: jobs POSTed over HTTP by 8 client threads to the API under gunicorn, run by a prefork
+worker with one process per core (as `make run` starts them), rows in SQLite. Bare Celery:
+`.delay()` of a no-op task to a solo worker. Each is measured twice on the same Redis:
+  drain      the queue is filled first, then the worker starts: the worker side alone;
+  end to end producer and worker run at once, sharing the two cores.
+Latency is the row's finished_at − created_at, as a client would see it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
+from pathlib import Path
+from subprocess import Popen
+
+import redis
+from sqlalchemy import delete, func, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import BIN, machine, percentile, start, stop, wait_for_line, write_section
+from shared.db import Database
+from shared.models import Job, JobStatus
+from shared.schema import upgrade
+
+N = int(os.environ.get("BENCH_JOBS", "2000"))
+BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/12")
+TOKEN = "bench-token"
+CLIENTS = 8
+PORT = 8765
+
+
+def submit_all() -> float:
+    """POST N jobs from CLIENTS threads, each on one keep-alive connection; returns seconds."""
+    body = json.dumps({"kind": "stairs", "params": {"n": 30}})
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+    def client(count: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+        for _ in range(count):
+            conn.request("POST", "/api/v1/jobs", body, headers)
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 202, response.status
+        conn.close()
+
+    share = [N // CLIENTS + (i < N % CLIENTS) for i in range(CLIENTS)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        list(pool.map(client, share))
+    return time.perf_counter() - started
+
+
+def wait_done(done: Callable[[], int]) -> None:
+    deadline = time.monotonic() + 600
+    while (count := done()) < N:
+        assert time.monotonic() < deadline, f"only {count} of {N} finished"
+        time.sleep(0.02)
+
+
+class Ladder:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.database_url = f"sqlite:///{tmp}/bench.db"
+        upgrade(self.database_url)
+        self.db = Database(self.database_url)
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": self.database_url,
+            "BROKER_URL": BROKER_URL,
+            "LADDER_ADMIN_TOKEN": TOKEN,
+        }
+        self.api = start(
+            [
+                str(BIN / "gunicorn"),
+                "--bind",
+                f"127.0.0.1:{PORT}",
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "8",
+                "--workers",
+                "1",
+                "api:create_app()",
+            ],
+            self.env,
+            tmp / "api.log",
+        )
+        wait_for_line(tmp / "api.log", "Booting worker")
+
+    def worker(self) -> Popen[bytes]:
+        log = self.tmp / "worker.log"
+        process = start(
+            [
+                str(BIN / "celery"),
+                "-A",
+                "worker.main",
+                "worker",
+                "-Q",
+                "cpu",
+                "-c",
+                str(os.cpu_count()),
+                "--loglevel",
+                "INFO",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            self.env,
+            log,
+        )
+        wait_for_line(log, " ready.")
+        return process
+
+    def succeeded(self) -> int:
+        with self.db.session() as s:
+            return int(s.scalar(select(func.count()).where(Job.status == JobStatus.SUCCEEDED)) or 0)
+
+    def drain(self) -> dict[str, float]:
+        submit_seconds = submit_all()
+        started = time.perf_counter()
+        worker = self.worker()
+        ready = time.perf_counter()
+        wait_done(self.succeeded)
+        stop(worker)
+        del started
+        return {"jobs_per_s": N / (time.perf_counter() - ready), "submit_per_s": N / submit_seconds}
+
+    def end_to_end(self) -> dict[str, float]:
+        worker = self.worker()
+        submit_seconds = submit_all()
+        wait_done(self.succeeded)
+        stop(worker)
+        with self.db.session() as s:
+            rows = s.execute(select(Job.created_at, Job.finished_at)).all()
+        created = [c.replace(tzinfo=UTC) for c, _ in rows]
+        finished = [f.replace(tzinfo=UTC) for _, f in rows]
+        latencies = [(f - c).total_seconds() for c, f in zip(created, finished, strict=True)]
+        return {
+            "jobs_per_s": N / (max(finished) - min(created)).total_seconds(),
+            "submit_per_s": N / submit_seconds,
+            "p50": percentile(latencies, 0.5),
+            "p95": percentile(latencies, 0.95),
+        }
+
+    def clear(self) -> None:
+        with self.db.session() as s:
+            s.execute(delete(Job))
+
+    def close(self) -> None:
+        stop(self.api)
+        self.db.engine.dispose()
+
+
+class Bare:
+    def __init__(self, tmp: Path) -> None:
+        from bench.bare_celery import COUNTER, noop
+
+        self.tmp, self.counter_key, self.noop = tmp, COUNTER, noop
+        self.counter = redis.Redis.from_url(BROKER_URL)
+        self.counter.delete(COUNTER)
+
+    def worker(self) -> Popen[bytes]:
+        log = self.tmp / "bare.log"
+        process = start(
+            [
+                str(BIN / "celery"),
+                "-A",
+                "bench.bare_celery",
+                "worker",
+                "-P",
+                "solo",
+                "--loglevel",
+                "INFO",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            {**os.environ, "BENCH_BROKER_URL": BROKER_URL},
+            log,
+        )
+        wait_for_line(log, " ready.")
+        return process
+
+    def done(self) -> int:
+        return int(self.counter.get(self.counter_key) or 0)
+
+    def send_all(self) -> float:
+        cpu = time.process_time()
+        for _ in range(N):
+            self.noop.delay()
+        return (time.process_time() - cpu) / N
+
+    def drain(self) -> dict[str, float]:
+        self.counter.delete(self.counter_key)
+        send_cpu = self.send_all()
+        worker = self.worker()
+        ready = time.perf_counter()
+        wait_done(self.done)
+        stop(worker)
+        return {"jobs_per_s": N / (time.perf_counter() - ready), "delay_ms": 1000 * send_cpu}
+
+    def end_to_end(self) -> dict[str, float]:
+        self.counter.delete(self.counter_key)
+        worker = self.worker()
+        started = time.perf_counter()
+        self.send_all()
+        wait_done(self.done)
+        stop(worker)
+        return {"jobs_per_s": N / (time.perf_counter() - started)}
+
+
+def main() -> None:
+    flush = redis.Redis.from_url(BROKER_URL).flushdb
+    flush()
+    with tempfile.TemporaryDirectory() as tmp:
+        ladder = Ladder(Path(tmp))
+        try:
+            ours_drain = ladder.drain()
+            ladder.clear()
+            ours = ladder.end_to_end()
+        finally:
+            ladder.close()
+        flush()
+        bare = Bare(Path(tmp))
+        bare_drain = bare.drain()
+        bare_e2e = bare.end_to_end()
+    flush()
+    cores = os.cpu_count()
+    write_section(
+        "Service throughput against bare Celery",
+        f"""
+{N} stairs jobs (n = 30) against {N} no-op tasks, one Redis, {machine()},
+{time.strftime("%Y-%m-%d")}. Ladder: 8 HTTP client threads → gunicorn (1 process × 8 threads)
+→ SQLite (WAL) → Redis → prefork worker ×{cores}. Bare Celery: `.delay()` → solo worker.
+*Drain*: the queue is filled first, then the worker starts. *End to end*: producer and worker
+at once, on the same {cores} cores as the client. Latency: the row's finished_at − created_at.
+
+| | drain jobs/s | end-to-end jobs/s | submit/s (HTTP, alone) | p50 submit→succeeded | p95 |
+| --- | ---: | ---: | ---: | ---: | ---: |
+| Ladder | {ours_drain["jobs_per_s"]:.0f} | {ours["jobs_per_s"]:.0f} \
+| {ours_drain["submit_per_s"]:.0f} | {ours["p50"] * 1000:.0f} ms | {ours["p95"] * 1000:.0f} ms |
+| bare Celery | {bare_drain["jobs_per_s"]:.0f} | {bare_e2e["jobs_per_s"]:.0f} | — | — | — |
+| Ladder / bare | {ours_drain["jobs_per_s"] / bare_drain["jobs_per_s"]:.2f}× \
+| {ours["jobs_per_s"] / bare_e2e["jobs_per_s"]:.2f}× | | | |
+
+Bare `.delay()` costs the producer {bare_drain["delay_ms"]:.2f} ms of CPU a task.
+""",
+    )
+
+
+if __name__ == "__main__":
+    main()
