@@ -98,7 +98,7 @@ def ways(n: int, steps: list[int] | tuple[int, ...] = (1, 2), modulus: int | Non
     if n < 0:
         raise ValueError("n must be >= 0")
     steps = sorted(set(steps))
-    if sorted(steps) == [1, 2]:
+    if steps == [1, 2]:
         return int(gmpy2.fib(n + 1)) if modulus is None else _fib_mod(n + 1, modulus)
     return _kitamasa(n, steps, modulus)
 

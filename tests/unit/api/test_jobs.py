@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from api import create_app
+from shared.config import Settings
 from shared.db import Database
 from shared.models import ApiKey, Job
+
+ADMIN = {"Authorization": "Bearer admin-token"}
 
 
 def submit(client: FlaskClient, headers: dict[str, str], body: Any, **kw: Any) -> Any:
@@ -226,3 +232,30 @@ def test_unknown_routes_and_methods_are_problems(client: FlaskClient, user: dict
     assert r.status_code == 404 and r.mimetype == "application/problem+json"
     r = client.delete("/api/v1/jobs", headers=user)
     assert r.status_code == 405 and "Allow" in r.headers
+
+
+def test_a_broker_that_is_down_gives_503_and_keeps_no_job(settings: Settings, db: Database) -> None:
+    down = dataclasses.replace(settings, broker_url="redis://127.0.0.1:1/0")
+    app = create_app(down)
+    client = app.test_client()
+    r = client.post("/api/v1/jobs", json={"kind": "stairs", "params": {"n": 1}}, headers=ADMIN)
+    assert r.status_code == 503 and r.mimetype == "application/problem+json"
+    assert r.headers["Retry-After"]
+    assert job_count(db) == 0
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.get_json()["checks"]["database"] == "ok"
+    assert ready.get_json()["checks"]["broker"].startswith("error")
+    app.extensions["ladder"].db.engine.dispose()
+
+
+def test_a_database_that_is_down_gives_503_not_500(settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / "gone.db").mkdir()  # a directory where the database file should be
+    broken = dataclasses.replace(settings, database_url=f"sqlite:///{tmp_path}/gone.db")
+    app = create_app(broken)
+    client = app.test_client()
+    r = client.post("/api/v1/jobs", json={"kind": "stairs", "params": {"n": 1}}, headers=ADMIN)
+    assert r.status_code == 503 and r.mimetype == "application/problem+json"
+    assert "database" in r.get_json()["detail"]
+    assert client.get("/readyz").status_code == 503
+    app.extensions["ladder"].db.engine.dispose()

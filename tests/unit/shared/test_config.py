@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 from shared.config import Settings
 
 
@@ -27,7 +25,6 @@ def test_environment_overrides() -> None:
     assert settings.database_url == "postgresql+psycopg://db/ladder"
     assert settings.broker_url == "redis://broker:6379/1"
     assert settings.admin_token == "t"
-    assert settings.models_dir == Path("/srv/ladder/models")
     assert settings.stairs.max_n_exact == 1000
     assert settings.stairs.max_n_fib == 10_000_000
     assert settings.time_limit("stairs") == 7
