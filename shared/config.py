@@ -25,6 +25,23 @@ class StairsLimits:
 
 
 @dataclass(frozen=True)
+class AttentionLimits:
+    """How much an `attention` job may ask for."""
+
+    max_text_chars: int = 5_000
+    max_tokens: int = 256
+    """The cap on a text job's `max_tokens` (its default is 128)."""
+    max_rows: int = 256
+    """Matrices mode: the most rows of q (n) and of k and v (m)."""
+    max_dim: int = 512
+    """Matrices mode: the widest d (q, k) and d_v (v)."""
+    inline_tokens: int = 64
+    inline_pairs: int = 16
+    """Attention matrices go inline in the result only up to these sizes; else the .npz."""
+    max_top_k: int = 20
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable in Ladder: `from_env()` in entry points, overrides in tests."""
 
@@ -36,9 +53,16 @@ class Settings:
     max_attempts: int = 3
     """A job whose worker dies this many times fails with `worker_lost`."""
     page_limit: int = 100
-    time_limits: Mapping[str, int] = field(default_factory=lambda: {"stairs": 120})
+    time_limits: Mapping[str, int] = field(
+        default_factory=lambda: {"stairs": 120, "attention": 300}
+    )
     """Hard time limit per kind, seconds; a soft limit fires a few seconds earlier."""
     stairs: StairsLimits = field(default_factory=StairsLimits)
+    attention: AttentionLimits = field(default_factory=AttentionLimits)
+    models_dir: Path = Path("var/models")
+    """One folder per model that clients may name; nothing is downloaded at run time."""
+    model_cache_bytes: int = 4 * 1024**3
+    """Each worker process keeps loaded models up to this many bytes of weights."""
     events_poll_seconds: float = 0.25
 
     @classmethod
@@ -52,20 +76,23 @@ class Settings:
             values["broker_url"] = env["BROKER_URL"]
         if env.get("LADDER_ADMIN_TOKEN"):
             values["admin_token"] = env["LADDER_ADMIN_TOKEN"]
+        values["models_dir"] = Path(env.get("LADDER_MODELS_DIR", str(var_dir / "models")))
         for name, var in [
             ("max_body_bytes", "LADDER_MAX_BODY_BYTES"),
             ("max_artifact_bytes", "LADDER_MAX_ARTIFACT_BYTES"),
             ("max_attempts", "LADDER_MAX_ATTEMPTS"),
+            ("model_cache_bytes", "LADDER_MODEL_CACHE_BYTES"),
         ]:
             if var in env:
                 values[name] = int(env[var])
-        stairs = {
-            f.name: int(env[f"LADDER_STAIRS_{f.name.upper()}"])
-            for f in dataclasses.fields(StairsLimits)
-            if f"LADDER_STAIRS_{f.name.upper()}" in env
-        }
-        if stairs:
-            values["stairs"] = StairsLimits(**stairs)
+        for prefix, limits in [("stairs", StairsLimits), ("attention", AttentionLimits)]:
+            given = {
+                f.name: int(env[var])
+                for f in dataclasses.fields(limits)
+                if (var := f"LADDER_{prefix.upper()}_{f.name.upper()}") in env
+            }
+            if given:
+                values[prefix] = limits(**given)
         time_limits = {
             var.removeprefix("LADDER_TIME_LIMIT_").lower(): int(value)
             for var, value in env.items()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from shared.kinds import stairs
+from shared.kinds import attention, stairs
 from shared.kinds.base import FieldError, InvalidParams, Kind, Outcome
 
 __all__ = ["FieldError", "InvalidParams", "Kind", "Outcome", "get", "registry"]
 
-_ALL: tuple[Kind, ...] = (stairs.KIND,)
+_ALL: tuple[Kind, ...] = (stairs.KIND, attention.KIND)
 
 
 def registry() -> dict[str, Kind]:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, RootModel, ValidationError
 
 from shared.config import Settings
 
@@ -51,13 +51,15 @@ class Kind:
         """Validate raw params against the schema, then the limits; raise InvalidParams."""
         if not isinstance(params, dict):
             raise InvalidParams([FieldError("params", "must be an object")])
+        # A RootModel over a tagged union puts the tag first in each error's location.
+        skip = 1 if issubclass(self.params_model, RootModel) else 0
         try:
             model = self.params_model.model_validate(params)
         except ValidationError as exc:
             raise InvalidParams(
                 [
                     FieldError(
-                        ".".join(["params", *(str(p) for p in e["loc"])]),
+                        ".".join(["params", *(str(p) for p in e["loc"][skip:])]),
                         _message(e),
                     )
                     for e in exc.errors()
