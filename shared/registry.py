@@ -64,10 +64,8 @@ def resolve(name: str, models_dir: Path) -> ModelEntry:
         )
     if name in PACKAGED:
         return _packaged(name)
-    root = models_dir.resolve()
-    folder = (models_dir / name).resolve()
-    # resolve() follows symlinks, so a link that points out of the registry is caught here.
-    if not folder.is_relative_to(root) or folder == root or not (folder / "config.json").is_file():
+    folder = _folder(name, models_dir)
+    if folder is None:
         raise UnknownModel(f"no model named {name!r}; known: {', '.join(available(models_dir))}")
     meta = _meta(folder)
     return ModelEntry(name, folder, str(meta.get("display_name", name)), meta=meta)
@@ -77,13 +75,21 @@ def available(models_dir: Path) -> list[str]:
     """The names a client may use on this machine."""
     names = [n for n in PACKAGED if _package_dir(PACKAGED[n]) is not None]
     if models_dir.is_dir():
-        for child in sorted(models_dir.iterdir()):
-            try:
-                resolve(child.name, models_dir)
-            except UnknownModel:
-                continue
-            names.append(child.name)
+        names += [
+            child.name
+            for child in sorted(models_dir.iterdir())
+            if NAME.match(child.name) and _folder(child.name, models_dir)
+        ]
     return names
+
+
+def _folder(name: str, models_dir: Path) -> Path | None:
+    root = models_dir.resolve()
+    folder = (models_dir / name).resolve()
+    # resolve() follows symlinks, so a link that points out of the registry is caught here.
+    if not folder.is_relative_to(root) or folder == root or not (folder / "config.json").is_file():
+        return None
+    return folder
 
 
 def _packaged(name: str) -> ModelEntry:
