@@ -22,8 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import machine, write_section
 from shared.config import Settings
 from shared.kinds import get
-from worker.models import cache
-from worker.runners.attention import run
+from shared.registry import resolve
+from worker.attention.matrices import analyse_matrices
+from worker.attention.text import analyse_text
+from worker.models import load_encoder
 
 SETTINGS = Settings()
 KIND = get("attention")
@@ -47,8 +49,7 @@ def interleaved(
 
 def text_mode() -> tuple[float, float, int]:
     params = KIND.parse({"text": TEXT, "max_tokens": 128}, SETTINGS)  # type: ignore[union-attr]
-    run(params, SETTINGS)  # load once: the cache keeps the model, as a worker does
-    (loaded,) = cache(SETTINGS.model_cache_bytes)._models.values()
+    loaded = load_encoder(resolve("minilm", SETTINGS.models_dir))  # once, as a worker's cache
     tokenizer, model = loaded.tokenizer, loaded.model
 
     def bare() -> None:
@@ -56,7 +57,7 @@ def text_mode() -> tuple[float, float, int]:
         with torch.inference_mode():
             model(**encoding, output_attentions=True)
 
-    ours, theirs = interleaved(lambda: run(params, SETTINGS), bare, 30)
+    ours, theirs = interleaved(lambda: analyse_text(params.root, loaded, SETTINGS), bare, 30)
     tokens = len(tokenizer(TEXT, truncation=True, max_length=128)["input_ids"])
     return ours, theirs, tokens
 
@@ -73,7 +74,7 @@ def matrices_mode() -> tuple[float, float, float]:
     def bare() -> None:
         torch.nn.functional.scaled_dot_product_attention(tq, tk, tv)
 
-    ours, theirs = interleaved(lambda: run(params, SETTINGS), bare, 20)
+    ours, theirs = interleaved(lambda: analyse_matrices(params.root), bare, 20)
     return ours, theirs, validate
 
 

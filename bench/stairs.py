@@ -17,8 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine, write_section
 from shared.config import Settings
-from shared.kinds.stairs import StairsParams
-from worker.runners.stairs import run
+from shared.kinds.stairs import describe, ways
 
 SETTINGS = Settings()
 
@@ -45,8 +44,9 @@ def floor(n: int) -> str:
 
 
 def ladder(n: int, steps: list[int] | None = None, modulus: int | None = None) -> object:
-    params = StairsParams(n=n, steps=steps or [1, 2], modulus=modulus)
-    return run(params, SETTINGS)
+    """What the stairs runner does: ways(), then the result's shape (digits, value.txt)."""
+    steps = steps or [1, 2]
+    return describe(ways(n, steps, modulus), modulus, steps, SETTINGS)
 
 
 def fmt(seconds: float) -> str:

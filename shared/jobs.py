@@ -86,6 +86,18 @@ def finish(
         return True
 
 
+def keep_partial_result(db: Database, job_id: str, result: dict[str, Any]) -> bool:
+    """Attach what a cancelled job had made when it stopped; the status stays `cancelled`."""
+    with db.session() as session:
+        done = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.CANCELLED, Job.result.is_(None))
+            .values(result=result)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+
 def fail_running(db: Database, job_id: str, error: dict[str, str]) -> bool:
     """End a running job as failed whatever its attempt (a hard time limit killed it)."""
     with db.session() as session:

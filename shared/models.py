@@ -79,8 +79,9 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
-    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # none_as_null: "no result yet" is SQL NULL, which a WHERE … IS NULL can find.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     priority: Mapped[int] = mapped_column(Integer, default=5)
     device: Mapped[str] = mapped_column(String(8), default="auto")
     queue: Mapped[str] = mapped_column(String(32))

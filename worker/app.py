@@ -7,8 +7,10 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
+from shared import streams
 from shared.config import Settings
 from shared.db import Database
+from shared.streams import Redis
 
 TASK_NAME = "ladder.run_job"
 QUEUES = ("cpu", "gpu")
@@ -23,6 +25,7 @@ class LadderCelery(Celery):  # type: ignore[misc]
         super().__init__("ladder", broker=settings.broker_url, set_as_current=False, **kwargs)
         self.settings = settings
         self._db: Database | None = None
+        self._redis: Redis | None = None
 
     @property
     def db(self) -> Database:
@@ -31,9 +34,17 @@ class LadderCelery(Celery):  # type: ignore[misc]
             self._db = Database(self.settings.database_url)
         return self._db
 
+    @property
+    def redis(self) -> Redis:
+        """Redis for streams, cancel flags and heartbeats (the broker's own server)."""
+        if self._redis is None:
+            self._redis = streams.connect(self.settings.broker_url)
+        return self._redis
+
     def after_fork(self) -> None:
         if self._db is not None:
             self._db.dispose()
+        self._redis = None
 
 
 def create_celery(settings: Settings) -> LadderCelery:
@@ -59,10 +70,11 @@ def create_celery(settings: Settings) -> LadderCelery:
         },
         worker_send_task_events=True,
     )
-    from worker import tasks  # tasks need the app they register on, so import late
+    from worker import heartbeat, tasks  # they need the app they register on: import late
 
     tasks.register(app)
     worker_process_init.connect(lambda **_: app.after_fork(), weak=False)
+    heartbeat.install(app)
     return app
 
 

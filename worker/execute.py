@@ -10,6 +10,7 @@ from shared import jobs, kinds
 from shared.kinds import InvalidParams, Outcome
 from shared.models import JobStatus
 from worker.app import LadderCelery
+from worker.context import RunContext
 from worker.runners import runner_for
 
 log = logging.getLogger(__name__)
@@ -22,71 +23,41 @@ def execute(app: LadderCelery, job_id: str, worker: str, time_limit: float | Non
     if job is None:
         log.info("job %s: nothing to run (finished, cancelled or already taken)", job_id)
         return
-    attempt = job.attempt
+    outcome: Outcome | None = None
     try:
-        outcome = _run(job.kind, job.params, app)
+        outcome = _run(job.kind, job.params, RunContext(job_id, settings, app.redis))
+        error = _too_big(outcome, settings.max_artifact_bytes)
     except InvalidParams as exc:
-        jobs.finish(
-            db,
-            job_id,
-            attempt,
-            JobStatus.FAILED,
-            error=jobs.error("invalid_params", str(exc)),
-        )
-        return
+        error = jobs.error("invalid_params", str(exc))
     except SoftTimeLimitExceeded:
         limit = time_limit or settings.time_limit(job.kind)
-        jobs.finish(
-            db,
-            job_id,
-            attempt,
-            JobStatus.FAILED,
-            error=jobs.error("timeout", f"the job ran past its time limit of {limit:g} s"),
-        )
-        return
+        error = jobs.error("timeout", f"the job ran past its time limit of {limit:g} s")
     except Exception as exc:
         log.exception("job %s failed", job_id)
-        jobs.finish(
-            db,
-            job_id,
-            attempt,
-            JobStatus.FAILED,
-            error=jobs.error("internal", f"{type(exc).__name__}: {exc}"[:1000]),
-        )
+        error = jobs.error("internal", f"{type(exc).__name__}: {exc}"[:1000])
+    if error is not None or outcome is None:
+        jobs.finish(db, job_id, job.attempt, JobStatus.FAILED, error=error)
         return
-    too_big = [
-        n for n, (_, data) in outcome.artifacts.items() if len(data) > settings.max_artifact_bytes
-    ]
-    if too_big:
-        message = f"artifact {too_big[0]} is over the limit of {settings.max_artifact_bytes} bytes"
-        jobs.finish(
-            db,
-            job_id,
-            attempt,
-            JobStatus.FAILED,
-            error=jobs.error("artifact_too_large", message),
-        )
-        return
-    if not jobs.finish(
-        db,
-        job_id,
-        attempt,
-        JobStatus.SUCCEEDED,
-        result=outcome.result,
-        artifacts=outcome.artifacts,
-    ):
-        log.info(
-            "job %s ended elsewhere (cancelled?) before attempt %d finished",
-            job_id,
-            attempt,
-        )
+    done = jobs.finish(
+        db, job_id, job.attempt, JobStatus.SUCCEEDED,
+        result=outcome.result, artifacts=outcome.artifacts,
+    )  # fmt: skip
+    if not done:
+        # Cancelled while it ran: keep what it made (a generation's text so far) on the row.
+        kept = jobs.keep_partial_result(db, job_id, outcome.result)
+        log.info("job %s was cancelled while running (partial result kept: %s)", job_id, kept)
 
 
-def _run(kind_name: str, raw_params: dict[str, object], app: LadderCelery) -> Outcome:
+def _too_big(outcome: Outcome, limit: int) -> dict[str, str] | None:
+    for name, (_, data) in outcome.artifacts.items():
+        if len(data) > limit:
+            return jobs.error("artifact_too_large", f"artifact {name} is over {limit} bytes")
+    return None
+
+
+def _run(kind_name: str, raw_params: dict[str, object], context: RunContext) -> Outcome:
     kind = kinds.get(kind_name)
     if kind is None:
-        raise InvalidParams(
-            [kinds.FieldError("kind", f"{kind_name!r} is not enabled on this worker")]
-        )
-    params = kind.parse(raw_params, app.settings)
-    return runner_for(kind_name)(params, app.settings)
+        raise InvalidParams([kinds.FieldError("kind", f"{kind_name!r} is not enabled here")])
+    params = kind.parse(raw_params, context.settings)
+    return runner_for(kind_name)(params, context)

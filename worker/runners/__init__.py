@@ -1,4 +1,4 @@
-"""A runner per job kind, in the module named after it: `run(params, settings) -> Outcome`."""
+"""A runner per job kind, in the module named after it: `run(params, context) -> Outcome`."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from shared.config import Settings
 from shared.kinds import Outcome
+from worker.context import RunContext
 
-Runner = Callable[[Any, Settings], Outcome]
+Runner = Callable[[Any, RunContext], Outcome]
 
 
 def runner_for(kind: str) -> Runner:

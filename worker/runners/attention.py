@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from shared.config import Settings
 from shared.kinds import FieldError, InvalidParams, Outcome
 from shared.kinds.attention import AttentionParams, MatrixAttention
 from shared.registry import UnknownModel, resolve
 from worker.attention.matrices import analyse_matrices
 from worker.attention.text import analyse_text
+from worker.context import RunContext
 from worker.models import cache, load_encoder
 
 
-def run(params: AttentionParams, settings: Settings) -> Outcome:
+def run(params: AttentionParams, context: RunContext) -> Outcome:
+    settings = context.settings
     spec = params.root
     if isinstance(spec, MatrixAttention):
         return Outcome(result=analyse_matrices(spec))

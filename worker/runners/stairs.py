@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from shared.config import Settings
 from shared.kinds import Outcome
 from shared.kinds.stairs import StairsParams, describe, ways
+from worker.context import RunContext
 
 
-def run(params: StairsParams, settings: Settings) -> Outcome:
+def run(params: StairsParams, context: RunContext) -> Outcome:
     value = ways(params.n, params.steps, params.modulus)
-    return describe(value, params.modulus, params.steps, settings)
+    return describe(value, params.modulus, params.steps, context.settings)

@@ -1,0 +1,25 @@
+"""What a runner gets besides its params: the job's id, the settings, and its Redis stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shared import streams
+from shared.config import Settings
+from shared.streams import Redis
+
+
+@dataclass
+class RunContext:
+    job_id: str
+    settings: Settings
+    redis: Redis
+
+    def publish(self, event: str, data: dict[str, Any]) -> str:
+        """Tell followers of the job something (a token, a stage); returns the event id."""
+        return streams.publish(self.redis, self.job_id, event, data)
+
+    def cancelled(self) -> bool:
+        """True once a client has asked to cancel: long runners check it between steps."""
+        return streams.cancel_requested(self.redis, self.job_id)
