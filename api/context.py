@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from shared import streams
 from shared.config import Settings
 from shared.db import Database
+from shared.streams import Redis
 from worker.app import LadderCelery
 
 
@@ -16,6 +18,18 @@ class Ladder:
     settings: Settings
     db: Database
     celery: LadderCelery
+    _redis: Redis | None = None
+
+    @property
+    def redis(self) -> Redis:
+        """Redis for heartbeats, streams and cancel flags: the broker's own server."""
+        if self._redis is None:
+            self._redis = streams.connect(self.settings.broker_url)
+        return self._redis
+
+    @redis.setter
+    def redis(self, client: Redis) -> None:
+        self._redis = client
 
 
 def ladder() -> Ladder:

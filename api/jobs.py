@@ -3,120 +3,33 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
-import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request, stream_with_context
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 
-from api.auth import Caller, authenticate
+from api import submission
+from api.auth import authenticate
 from api.context import ladder
+from api.events import follow, keep_alive_every
 from api.problems import Problem, invalid
 from api.representation import job_json, job_url
 from api.requests import int_arg, json_body, parse_submit
-from shared import jobs, kinds
-from shared.kinds import FieldError, InvalidParams
+from shared import jobs, kinds, streams
+from shared.kinds import FieldError
 from shared.models import Artifact, Job, JobStatus
-from worker.app import TASK_NAME, redis_priority
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1")
-
-MAX_IDEMPOTENCY_KEY = 255
 
 
 @bp.post("/jobs")
 def submit() -> tuple[dict[str, Any], int, dict[str, str]]:
-    ctx = ladder()
-    caller = authenticate(ctx.db)
+    caller = authenticate(ladder().db)
     body = json_body()
-    req = parse_submit(body)
-    kind = kinds.get(req.kind)
-    if kind is None:
-        known = ", ".join(sorted(kinds.registry()))
-        raise invalid([FieldError("kind", f"unknown kind {req.kind!r}; known kinds: {known}")])
-    try:
-        params = kind.parse(req.params, ctx.settings)
-    except InvalidParams as exc:
-        raise invalid(exc.errors) from None
-    queue = kind.pools[0] if req.device == "auto" else req.device
-    if queue not in kind.pools:
-        pools = ", ".join(kind.pools)
-        raise invalid([FieldError("device", f"{kind.name} runs on {pools} only")])
-
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
-        raise invalid(
-            [FieldError("Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters")]
-        )
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-    if key is not None and (existing := _by_idempotency_key(caller, key, digest)) is not None:
-        return _accepted(existing)
-
-    job = Job(
-        id=str(uuid.uuid4()),
-        api_key_id=caller.key_id,
-        kind=kind.name,
-        status=JobStatus.QUEUED,
-        params=params.model_dump(mode="json"),
-        priority=req.priority,
-        device=req.device,
-        queue=queue,
-        idempotency_key=key,
-        request_hash=digest if key is not None else None,
+    job = submission.submit(
+        caller, parse_submit(body), body, request.headers.get("Idempotency-Key")
     )
-    try:
-        with ctx.db.session() as session:
-            session.add(job)
-    except IntegrityError:
-        # Another request with the same Idempotency-Key committed first.
-        if key is not None and (existing := _by_idempotency_key(caller, key, digest)) is not None:
-            return _accepted(existing)
-        raise
-    _send(job, kind.name)
-    return _accepted(job)
-
-
-def _by_idempotency_key(caller: Caller, key: str, digest: str) -> Job | None:
-    with ladder().db.session() as session:
-        job = session.scalars(
-            select(Job).where(Job.api_key_id == caller.key_id, Job.idempotency_key == key)
-        ).first()
-    if job is not None and job.request_hash != digest:
-        raise Problem(409, "this Idempotency-Key was used with a different body")
-    return job
-
-
-def _send(job: Job, kind: str) -> None:
-    """Queue the committed job; if the broker refuses, undo the row so that nothing half-exists."""
-    ctx = ladder()
-    limit = ctx.settings.time_limit(kind)
-    try:
-        ctx.celery.send_task(
-            TASK_NAME,
-            args=[job.id],
-            task_id=job.id,
-            queue=job.queue,
-            priority=redis_priority(job.priority),
-            time_limit=limit,
-            soft_time_limit=limit - max(1, limit // 20),
-        )
-    except Exception:
-        current_app.logger.exception("could not queue job %s", job.id)
-        with ctx.db.session() as session:
-            session.execute(delete(Job).where(Job.id == job.id))
-        raise Problem(
-            503,
-            "the broker is unavailable; try again shortly",
-            headers={"Retry-After": "5"},
-        ) from None
-
-
-def _accepted(job: Job) -> tuple[dict[str, Any], int, dict[str, str]]:
     return job_json(job), 202, {"Location": job_url(job.id)}
 
 
@@ -173,42 +86,36 @@ def cancel(job_id: str) -> dict[str, Any]:
     job = _visible_job(job_id)
     if not jobs.cancel(ctx.db, job.id):
         raise Problem(409, f"the job has already ended as {_current(job_id).status}")
-    # Stop it if a worker holds it. The row already says cancelled and nothing can overwrite
-    # that, so a broker that is down only means a running job finishes its work unrecorded.
+    # The row already says cancelled and nothing can overwrite that; what follows only stops
+    # the work sooner, so a broker that is down is logged, not a failed cancel.
+    kind = kinds.get(job.kind)
     try:
-        ctx.celery.control.revoke(job.id, terminate=True, signal="SIGTERM")
+        streams.request_cancel(ctx.redis, job.id)  # a kind that stops itself sees this
+        if kind is None or not kind.stops_itself:
+            ctx.celery.control.revoke(job.id, terminate=True, signal="SIGTERM")
     except Exception:
-        current_app.logger.warning(
-            "could not broadcast the revoke of job %s", job.id, exc_info=True
-        )
+        current_app.logger.warning("could not signal the cancel of job %s", job.id, exc_info=True)
     return job_json(_current(job_id))
 
 
 @bp.get("/jobs/<job_id>/events")
 def events(job_id: str) -> Response:
-    """Server-sent events: the job each time its status or progress changes, until it ends."""
-    job = _visible_job(job_id)
-    ctx = ladder()
-    poll = ctx.settings.events_poll_seconds
+    """Server-sent events until the job ends; resumable after a stream entry's id."""
+    _visible_job(job_id)
+    poll = ladder().settings.events_poll_seconds
+    resume = request.headers.get("Last-Event-ID")
 
     def stream() -> Iterator[str]:
-        last: tuple[str, float] | None = None
-        quiet = 0.0
-        current = job
-        while True:
-            state = (current.status, current.progress)
-            if state != last:
-                last, quiet = state, 0.0
-                yield f"event: status\ndata: {json.dumps(job_json(current))}\n\n"
-            if JobStatus(current.status).finished:
-                yield "event: end\ndata: {}\n\n"
-                return
-            if quiet >= 15:  # a comment keeps proxies from closing an idle stream
-                quiet = 0.0
+        idle = 0
+        for event in follow(job_id, resume):
+            if event is not None:
+                idle = 0
+                yield event.sse()
+                continue
+            idle += 1
+            if idle >= keep_alive_every(poll):  # a comment keeps proxies from closing it
+                idle = 0
                 yield ": keep-alive\n\n"
-            time.sleep(poll)
-            quiet += poll
-            current = _current(job_id)
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return Response(stream_with_context(stream()), mimetype="text/event-stream", headers=headers)

@@ -42,6 +42,17 @@ class AttentionLimits:
 
 
 @dataclass(frozen=True)
+class GenerateLimits:
+    """How much a `generate` job may ask for."""
+
+    max_new_tokens: int = 2_048
+    max_prompt_chars: int = 32_000
+    max_messages: int = 64
+    max_stop: int = 4
+    max_stop_chars: int = 64
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable in Ladder: `from_env()` in entry points, overrides in tests."""
 
@@ -54,11 +65,15 @@ class Settings:
     """A job whose worker dies this many times fails with `worker_lost`."""
     page_limit: int = 100
     time_limits: Mapping[str, int] = field(
-        default_factory=lambda: {"stairs": 120, "attention": 300}
+        default_factory=lambda: {"stairs": 120, "attention": 300, "generate": 900}
     )
     """Hard time limit per kind, seconds; a soft limit fires a few seconds earlier."""
     stairs: StairsLimits = field(default_factory=StairsLimits)
     attention: AttentionLimits = field(default_factory=AttentionLimits)
+    generate: GenerateLimits = field(default_factory=GenerateLimits)
+    default_generate_model: str = "smollm2"
+    trust_remote_code: frozenset[str] = frozenset()
+    """Model folders whose own Python code may run (ChatGLM-6B/2/3 need it); none by default."""
     models_dir: Path = Path("var/models")
     """One folder per model that clients may name; nothing is downloaded at run time."""
     model_cache_bytes: int = 4 * 1024**3
@@ -85,7 +100,17 @@ class Settings:
         ]:
             if var in env:
                 values[name] = int(env[var])
-        for prefix, limits in [("stairs", StairsLimits), ("attention", AttentionLimits)]:
+        if env.get("LADDER_TRUST_REMOTE_CODE"):
+            names = env["LADDER_TRUST_REMOTE_CODE"].split(",")
+            values["trust_remote_code"] = frozenset(n.strip() for n in names if n.strip())
+        if env.get("LADDER_DEFAULT_GENERATE_MODEL"):
+            values["default_generate_model"] = env["LADDER_DEFAULT_GENERATE_MODEL"]
+        kinds = [
+            ("stairs", StairsLimits),
+            ("attention", AttentionLimits),
+            ("generate", GenerateLimits),
+        ]
+        for prefix, limits in kinds:
             given = {
                 f.name: int(env[var])
                 for f in dataclasses.fields(limits)

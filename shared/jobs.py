@@ -30,6 +30,7 @@ class Claim:
     kind: str
     params: dict[str, Any]
     attempt: int
+    queue: str
 
 
 def claim(db: Database, job_id: str, worker: str, max_attempts: int) -> Claim | None:
@@ -50,10 +51,10 @@ def claim(db: Database, job_id: str, worker: str, max_attempts: int) -> Claim | 
                 started_at=utcnow(),
                 progress=0.0,
             )
-            .returning(Job.kind, Job.params, Job.attempts)
+            .returning(Job.kind, Job.params, Job.attempts, Job.queue)
         ).one_or_none()
         if row is not None:
-            return Claim(row.kind, row.params, row.attempts)
+            return Claim(row.kind, row.params, row.attempts, row.queue)
         lost = error("worker_lost", f"the worker running this job was lost {max_attempts} times")
         _finish(session, job_id, JobStatus.FAILED, error=lost, spent=max_attempts)
         return None

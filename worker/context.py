@@ -15,6 +15,8 @@ class RunContext:
     job_id: str
     settings: Settings
     redis: Redis
+    pool: str = "cpu"
+    """The pool (queue) this worker serves: where the job runs."""
 
     def publish(self, event: str, data: dict[str, Any]) -> str:
         """Tell followers of the job something (a token, a stage); returns the event id."""

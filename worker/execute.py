@@ -25,7 +25,8 @@ def execute(app: LadderCelery, job_id: str, worker: str, time_limit: float | Non
         return
     outcome: Outcome | None = None
     try:
-        outcome = _run(job.kind, job.params, RunContext(job_id, settings, app.redis))
+        context = RunContext(job_id, settings, app.redis, job.queue)
+        outcome = _run(job.kind, job.params, context)
         error = _too_big(outcome, settings.max_artifact_bytes)
     except InvalidParams as exc:
         error = jobs.error("invalid_params", str(exc))

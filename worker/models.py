@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from shared.registry import ModelEntry
 
@@ -71,20 +71,28 @@ def load_encoder(entry: ModelEntry) -> Loaded:
     return Loaded(entry, model, tokenizer, sha256, nbytes, time.perf_counter() - started)
 
 
+class Sized(Protocol):
+    nbytes: int
+
+
+T = TypeVar("T", bound=Sized)
+
+
 class ModelCache:
-    """Loaded models by name, least recently used first out, within a budget of bytes."""
+    """Loaded models by name and purpose, least recently used out first, within a byte budget."""
 
     def __init__(self, budget_bytes: int) -> None:
         self.budget = budget_bytes
-        self._models: OrderedDict[tuple[str, Path, str], Loaded] = OrderedDict()
+        self._models: OrderedDict[tuple[str, Path, str], Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, entry: ModelEntry, purpose: str, load: Callable[[ModelEntry], Loaded]) -> Loaded:
+    def get(self, entry: ModelEntry, purpose: str, load: Callable[[ModelEntry], T]) -> T:
         key = (entry.name, entry.path, purpose)
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
-                return self._models[key]
+                found: T = self._models[key]
+                return found
             loaded = load(entry)
             self._models[key] = loaded
             while len(self._models) > 1 and self.nbytes > self.budget:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from shared.kinds import attention, stairs
+from shared.kinds import attention, generate, stairs
 from shared.kinds.base import FieldError, InvalidParams, Kind, Outcome
 
 __all__ = ["FieldError", "InvalidParams", "Kind", "Outcome", "get", "registry"]
 
-_ALL: tuple[Kind, ...] = (stairs.KIND, attention.KIND)
+_ALL: tuple[Kind, ...] = (stairs.KIND, attention.KIND, generate.KIND)
 
 
 def registry() -> dict[str, Kind]:

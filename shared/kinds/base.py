@@ -45,6 +45,11 @@ class Kind:
     check_limits: Callable[[Any, Settings], list[FieldError]]
     limits: Callable[[Settings], dict[str, Any]]
     pools: tuple[str, ...] = ("cpu",)
+    """Where it may run, preferred first: `device: auto` takes the first with a live worker."""
+    check_device: Callable[[Any, str], list[FieldError]] = lambda params, pool: []
+    """What the chosen pool cannot do with these params (a precision a CPU lacks, say)."""
+    stops_itself: bool = False
+    """Whether a running job notices a cancel between steps; if not, its process is killed."""
     enabled: Callable[[], bool] = lambda: True
 
     def parse(self, params: Any, settings: Settings) -> BaseModel:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import fakeredis
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -15,6 +16,8 @@ from shared.db import Database
 @pytest.fixture
 def app(settings: Settings) -> Iterator[Flask]:
     app = create_app(settings)
+    # No Redis server in unit tests: heartbeats, streams and cancel flags go to fakeredis.
+    app.extensions["ladder"].redis = fakeredis.FakeRedis()
     yield app
     app.extensions["ladder"].db.engine.dispose()
 

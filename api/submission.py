@@ -1,0 +1,119 @@
+"""Turning a validated request into a committed, queued job: routing, idempotency, sending."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from api.auth import Caller
+from api.context import ladder
+from api.problems import Problem, invalid
+from api.requests import SubmitRequest
+from shared import kinds, workers
+from shared.kinds import FieldError, InvalidParams, Kind
+from shared.models import Job, JobStatus
+from worker.app import TASK_NAME, redis_priority
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def submit(caller: Caller, req: SubmitRequest, body: Any, key: str | None) -> Job:
+    """Validate, route, commit and queue a job; the existing job for a repeated key and body."""
+    ctx = ladder()
+    kind = kinds.get(req.kind)
+    if kind is None:
+        known = ", ".join(sorted(kinds.registry()))
+        raise invalid([FieldError("kind", f"unknown kind {req.kind!r}; known kinds: {known}")])
+    try:
+        params = kind.parse(req.params, ctx.settings)
+    except InvalidParams as exc:
+        raise invalid(exc.errors) from None
+    queue = route(kind, req.device)
+    errors = [FieldError(f"params.{e.field}", e.message) for e in kind.check_device(params, queue)]
+    if errors:
+        raise invalid(errors)
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise invalid(
+            [FieldError("Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters")]
+        )
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    if key is not None and (existing := _by_idempotency_key(caller, key, digest)) is not None:
+        return existing
+    job = Job(
+        id=str(uuid.uuid4()),
+        api_key_id=caller.key_id,
+        kind=kind.name,
+        status=JobStatus.QUEUED,
+        params=params.model_dump(mode="json"),
+        priority=req.priority,
+        device=req.device,
+        queue=queue,
+        idempotency_key=key,
+        request_hash=digest if key is not None else None,
+    )
+    try:
+        with ctx.db.session() as session:
+            session.add(job)
+    except IntegrityError:
+        # Another request with the same Idempotency-Key committed first.
+        if key is not None and (existing := _by_idempotency_key(caller, key, digest)) is not None:
+            return existing
+        raise
+    _send(job)
+    return job
+
+
+def route(kind: Kind, device: str) -> str:
+    """The queue for a job: `auto` takes the kind's first pool with a live worker.
+
+    A GPU asked for with no GPU worker online is refused now rather than left waiting forever.
+    """
+    if device != "auto" and device not in kind.pools:
+        raise invalid([FieldError("device", f"{kind.name} runs on {', '.join(kind.pools)} only")])
+    if len(kind.pools) == 1 and device == "auto":
+        return kind.pools[0]  # nothing to choose: no need to ask Redis
+    live = workers.live_pools(ladder().redis)
+    if device == "auto":
+        return next((pool for pool in kind.pools if pool in live), kind.pools[-1])
+    if device == "gpu" and "gpu" not in live:
+        raise invalid([FieldError("device", "no GPU worker is online; use auto or cpu")])
+    return device
+
+
+def _by_idempotency_key(caller: Caller, key: str, digest: str) -> Job | None:
+    with ladder().db.session() as session:
+        job = session.scalars(
+            select(Job).where(Job.api_key_id == caller.key_id, Job.idempotency_key == key)
+        ).first()
+    if job is not None and job.request_hash != digest:
+        raise Problem(409, "this Idempotency-Key was used with a different body")
+    return job
+
+
+def _send(job: Job) -> None:
+    """Queue the committed job; if the broker refuses, undo the row so that nothing half-exists."""
+    ctx = ladder()
+    limit = ctx.settings.time_limit(job.kind)
+    try:
+        ctx.celery.send_task(
+            TASK_NAME,
+            args=[job.id],
+            task_id=job.id,
+            queue=job.queue,
+            priority=redis_priority(job.priority),
+            time_limit=limit,
+            soft_time_limit=limit - max(1, limit // 20),
+        )
+    except Exception:
+        current_app.logger.exception("could not queue job %s", job.id)
+        with ctx.db.session() as session:
+            session.execute(delete(Job).where(Job.id == job.id))
+        raise Problem(
+            503, "the broker is unavailable; try again shortly", headers={"Retry-After": "5"}
+        ) from None

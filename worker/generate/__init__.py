@@ -1,0 +1,1 @@
+"""The compute of the `generate` kind: loading a model to a plan, and streaming generation."""
