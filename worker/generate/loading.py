@@ -10,7 +10,7 @@ import torch
 
 from shared.planner import ModelShape, Plan, plan
 from shared.registry import ModelEntry
-from worker.models import ModelError, weights_sha256
+from worker.models import ModelError, model_bytes, weights_sha256
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -108,7 +108,7 @@ def load(entry: ModelEntry, pool: str, requested: str, trust: bool) -> Generator
         quantize_(model, Int8WeightOnlyConfig())
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(entry.path), trust_remote_code=trust)
-    nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    nbytes = model_bytes(model)
     return Generator(entry, model, tokenizer, chosen, weights_sha256(entry), nbytes, rss_before,
                      time.perf_counter() - started)  # fmt: skip
 

@@ -41,14 +41,16 @@ class RedisStreamer(BaseStreamer):  # type: ignore[misc]
             self.first_token_at = time.perf_counter()
         self.ids.extend(ids)
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):  # half a character: wait for the rest
-            return
-        if len(text) > len(self.sent):
-            self.context.publish("token", {"text": text[len(self.sent) :], "n": len(self.ids)})
-            self.sent = text
+        if not text.endswith("\ufffd"):  # else half a character: wait for the rest
+            self._send(text)
 
     def end(self) -> None:
-        pass
+        self._send(self.tokenizer.decode(self.ids, skip_special_tokens=True))
+
+    def _send(self, text: str) -> None:
+        if len(text) > len(self.sent) and text.startswith(self.sent):
+            self.context.publish("token", {"text": text[len(self.sent) :], "n": len(self.ids)})
+            self.sent = text
 
 
 class Cancelled(StoppingCriteria):  # type: ignore[misc]

@@ -1,0 +1,75 @@
+"""The quantization planner against ChatGLM-6B's published figures and the seed's machines."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.planner import ModelShape, PlanRefused, capabilities, estimate, plan
+
+GB = 1e9
+# ChatGLM-6B: 6.2 B parameters, 28 layers, hidden 4096, a 130,528-token vocabulary.
+CHATGLM_6B = ModelShape(
+    parameters=6_173_000_000, embedding_parameters=130_528 * 4096, layers=28, hidden=4096
+)
+
+
+@pytest.mark.parametrize(
+    ("precision", "device", "published_gb"),
+    [("fp16", "gpu", 13), ("int8", "gpu", 8), ("int4", "gpu", 6), ("fp32", "cpu", 32)],
+)
+def test_estimates_match_chatglm_6b_published_figures(
+    precision: str, device: str, published_gb: float
+) -> None:
+    # The published figures are rounded "about" numbers: within a fifth is agreement.
+    assert estimate(CHATGLM_6B, precision, device) / GB == pytest.approx(published_gb, rel=0.2)
+
+
+@pytest.mark.parametrize(
+    ("device", "free_gb", "chosen", "method"),
+    [
+        ("gpu", 24, "bf16", "native"),
+        ("gpu", 12, "int8", "bitsandbytes-int8"),
+        ("gpu", 5.8, "int4", "bitsandbytes-nf4"),  # the seed's 6 GB card
+        ("cpu", 64, "fp32", "native"),
+        ("cpu", 20, "bf16", "native"),
+        ("cpu", 10, "int8", "torchao-int8-weight-only"),
+        ("cpu", 6, "int4", "bitsandbytes-nf4"),
+    ],
+)
+def test_auto_picks_the_most_faithful_precision_that_fits(
+    device: str, free_gb: float, chosen: str, method: str
+) -> None:
+    result = plan(CHATGLM_6B, device, int(free_gb * GB))
+    assert (result.quantization, result.method) == (chosen, method)
+    assert result.estimated_bytes <= free_gb * GB * 0.9
+
+
+def test_a_gpu_without_bf16_gets_fp16() -> None:
+    assert plan(CHATGLM_6B, "gpu", int(24 * GB), bf16=False).quantization == "fp16"
+    assert capabilities("gpu", bf16=False) == ["fp16", "int8", "int4"]
+
+
+def test_too_little_memory_is_refused_with_the_numbers() -> None:
+    with pytest.raises(PlanRefused, match=r"needs about 5\.1 GB at int4 .* 4\.0 GB is free"):
+        plan(CHATGLM_6B, "gpu", int(4 * GB))
+
+
+def test_an_explicit_precision_is_never_silently_changed() -> None:
+    with pytest.raises(PlanRefused, match="cannot run fp16"):
+        plan(CHATGLM_6B, "cpu", int(64 * GB), "fp16")
+    with pytest.raises(PlanRefused, match="needs about"):
+        plan(CHATGLM_6B, "gpu", int(10 * GB), "fp16")  # fits at int8, but fp16 was asked
+    assert plan(CHATGLM_6B, "gpu", int(10 * GB), "int8").quantization == "int8"
+
+
+def test_none_means_full_precision_and_models_may_restrict() -> None:
+    assert plan(CHATGLM_6B, "cpu", int(64 * GB), "none").quantization == "fp32"
+    assert plan(CHATGLM_6B, "gpu", int(64 * GB), "none").quantization == "bf16"
+    assert plan(CHATGLM_6B, "cpu", int(64 * GB), allowed=["int8", "int4"]).quantization == "int8"
+    with pytest.raises(PlanRefused, match="allows only"):
+        plan(CHATGLM_6B, "cpu", int(64 * GB), "int4", allowed=["int8"])
+
+
+def test_quantized_plans_compute_in_a_wider_dtype() -> None:
+    assert plan(CHATGLM_6B, "cpu", int(10 * GB)).dtype == "fp32"
+    assert plan(CHATGLM_6B, "gpu", int(12 * GB)).dtype == "bf16"
