@@ -324,6 +324,77 @@ def build_spec() -> dict[str, Any]:
                 "responses": {"200": _json("The kinds.", _ref("KindList"))},
             }
         },
+        "/v1/models": {
+            "get": {
+                "operationId": "openaiModels",
+                "summary": "OpenAI-compatible: the models `generate` can use.",
+                "security": [{"bearer": []}],
+                "responses": {
+                    "200": _json(
+                        "The models.",
+                        {
+                            "type": "object",
+                            "required": ["object", "data"],
+                            "properties": {"object": {"type": "string"}, "data": {"type": "array"}},
+                        },
+                    ),
+                    **AUTH_PROBLEMS,
+                },
+            }
+        },
+        "/v1/chat/completions": {
+            "post": {
+                "operationId": "openaiChatCompletions",
+                "summary": "OpenAI-compatible chat completion, run as a `generate` job "
+                "(named in X-Ladder-Job); `stream: true` answers with OpenAI's chunks.",
+                "security": [{"bearer": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["messages"],
+                                "properties": {
+                                    "model": {"type": "string"},
+                                    "messages": {"type": "array", "minItems": 1},
+                                    "max_tokens": {"type": "integer"},
+                                    "max_completion_tokens": {"type": "integer"},
+                                    "temperature": {"type": "number"},
+                                    "top_p": {"type": "number"},
+                                    "seed": {"type": "integer"},
+                                    "stream": {"type": "boolean"},
+                                    "stop": {
+                                        "oneOf": [
+                                            {"type": "string"},
+                                            {"type": "array", "items": {"type": "string"}},
+                                        ]
+                                    },
+                                    "n": {"type": "integer", "enum": [1]},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "A chat.completion, or chat.completion.chunk events.",
+                        "content": {
+                            "application/json": {"schema": {"type": "object"}},
+                            "text/event-stream": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "400": _problem("The body is not a JSON object."),
+                    **AUTH_PROBLEMS,
+                    "413": _problem("The body is larger than the limit."),
+                    "415": _problem("The body is not application/json."),
+                    "422": _problem("A field breaks the schema or a named limit."),
+                    "502": _problem("The job failed."),
+                    "504": _problem("The job did not finish within its time limit."),
+                    **UNAVAILABLE,
+                },
+            }
+        },
         "/healthz": {
             "get": {
                 "operationId": "healthz",

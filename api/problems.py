@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, json
+from flask import Flask, Response, has_request_context, json, request
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
@@ -62,6 +62,14 @@ def problem_response(problem: Problem) -> Response:
     }
     if problem.errors:
         body["errors"] = [{"field": e.field, "message": e.message} for e in problem.errors]
+    if has_request_context() and request.path.startswith("/v1/"):
+        # OpenAI's clients read the message from an `error` member: the same problem, for them.
+        body["error"] = {
+            "message": problem.detail,
+            "type": "invalid_request_error" if problem.status < 500 else "server_error",
+            "param": problem.errors[0].field if problem.errors else None,
+            "code": None,
+        }
     response = Response(json.dumps(body), status=problem.status, mimetype=PROBLEM_JSON)
     response.headers.update(problem.headers)
     return response

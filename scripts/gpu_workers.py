@@ -32,7 +32,9 @@ def main() -> int:
         else [str(i) for i in range(gpu_count())]
     )
     if not ids:
-        print("no GPU here (torch.cuda.device_count() is 0): run `make worker-cpu`", file=sys.stderr)
+        print(
+            "no GPU here (torch.cuda.device_count() is 0): run `make worker-cpu`", file=sys.stderr
+        )
         return 1
     workers = []
     for gpu in ids:

@@ -23,6 +23,7 @@ from shared.config import Settings
 from shared.schema import upgrade
 from tests.conftest import need
 from tests.integration.http import Client
+from tests.tiny_models import build_tiny_glm4
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS = os.environ.get("LADDER_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -88,6 +89,8 @@ def start_worker(settings: Settings, log: Path, name: str, concurrency: int = 1)
         **os.environ,
         "DATABASE_URL": settings.database_url,
         "BROKER_URL": settings.broker_url,
+        "LADDER_MODELS_DIR": str(settings.models_dir),
+        "LADDER_DEFAULT_GENERATE_MODEL": settings.default_generate_model,
         "PYTHONPATH": str(ROOT),
     }
     argv = [
@@ -133,9 +136,21 @@ class Stack:
     base_url: str
 
 
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stacks' model registry: a tiny GLM-4 of random weights, built here."""
+    root = tmp_path_factory.mktemp("models")
+    (root / "tiny-glm4").mkdir()
+    build_tiny_glm4(root / "tiny-glm4")
+    return root
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def stack(
-    request: pytest.FixtureRequest, redis_base: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    redis_base: str,
+    models_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     backend: str = request.param
     tmp = tmp_path_factory.mktemp(backend)
@@ -146,7 +161,13 @@ def stack(
     broker_url = f"{redis_base}/{REDIS_DB[backend]}"
     redis.Redis.from_url(broker_url).flushdb()
     upgrade(database_url)
-    settings = Settings(database_url=database_url, broker_url=broker_url, admin_token=ADMIN_TOKEN)
+    settings = Settings(
+        database_url=database_url,
+        broker_url=broker_url,
+        admin_token=ADMIN_TOKEN,
+        models_dir=models_dir,
+        default_generate_model="tiny-glm4",
+    )
     app = create_app(settings)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

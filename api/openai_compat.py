@@ -1,0 +1,167 @@
+"""An OpenAI-compatible front over `generate` jobs: GET /v1/models, POST /v1/chat/completions.
+
+Each completion is an ordinary job (visible at /api/v1/jobs/{id}, named in the X-Ladder-Job
+header), so existing OpenAI clients get Ladder's queueing, planning and streaming as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, stream_with_context
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from sqlalchemy import select
+
+from api import submission
+from api.auth import authenticate
+from api.context import ladder
+from api.events import follow, keep_alive_every
+from api.problems import Problem, invalid
+from api.requests import SubmitRequest, json_body
+from shared import registry
+from shared.kinds import FieldError
+from shared.kinds.generate import describe_entry, is_generative
+from shared.models import Job, JobStatus
+
+bp = Blueprint("openai", __name__, url_prefix="/v1")
+
+
+class ChatRequest(BaseModel):
+    """The subset of OpenAI's chat completion request that Ladder honours; `n` must be 1."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    model: StrictStr | None = None
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    max_tokens: StrictInt | None = None
+    max_completion_tokens: StrictInt | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: StrictInt | None = None
+    stop: StrictStr | list[StrictStr] | None = None
+    stream: StrictBool = False
+    n: StrictInt = Field(default=1, ge=1, le=1)
+
+
+@bp.get("/models")
+def models() -> dict[str, Any]:
+    authenticate(ladder().db)
+    settings = ladder().settings
+    data = []
+    for name in registry.available(settings.models_dir):
+        entry = registry.resolve(name, settings.models_dir)
+        if is_generative(entry.path):
+            data.append(
+                {"object": "model", "created": 0, "owned_by": "ladder", **describe_entry(entry)}
+            )
+    return {"object": "list", "data": data}
+
+
+@bp.post("/chat/completions")
+def chat_completions() -> Response:
+    caller = authenticate(ladder().db)
+    try:
+        chat = ChatRequest.model_validate(json_body())
+    except ValidationError as exc:
+        raise invalid(
+            [FieldError(".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
+        ) from None
+    params: dict[str, Any] = {"messages": chat.messages}
+    for name, value in [
+        ("model", chat.model),
+        ("max_new_tokens", chat.max_completion_tokens or chat.max_tokens),
+        ("temperature", chat.temperature),
+        ("top_p", chat.top_p),
+        ("seed", chat.seed),
+        ("stop", [chat.stop] if isinstance(chat.stop, str) else chat.stop),
+    ]:
+        if value is not None:
+            params[name] = value
+    request = SubmitRequest(kind="generate", params=params, priority=5, device="auto")
+    job = submission.submit(caller, request, request.model_dump(), None)
+    headers = {"X-Ladder-Job": job.id}
+    if chat.stream:
+        return Response(
+            stream_with_context(_chunks(job)),
+            mimetype="text/event-stream",
+            headers={**headers, "Cache-Control": "no-cache"},
+        )
+    done = _wait(job.id, ladder().settings.time_limit("generate"))
+    return Response(json.dumps(_completion(done)), mimetype="application/json", headers=headers)
+
+
+def _wait(job_id: str, seconds: float) -> Job:
+    deadline = time.monotonic() + seconds
+    while True:
+        with ladder().db.session() as session:
+            job = session.scalars(select(Job).where(Job.id == job_id)).first()
+        if job is not None and JobStatus(job.status).finished:
+            return job
+        if time.monotonic() > deadline:
+            raise Problem(504, f"job {job_id} did not finish in {seconds:g} s; it goes on")
+        time.sleep(0.1)
+
+
+def _completion(job: Job) -> dict[str, Any]:
+    if job.status != JobStatus.SUCCEEDED or job.result is None:
+        error = job.error or {"code": job.status, "message": f"the job ended {job.status}"}
+        raise Problem(502 if job.status == JobStatus.FAILED else 409, error["message"])
+    result = job.result
+    return {
+        "id": f"chatcmpl-{job.id}",
+        "object": "chat.completion",
+        "created": int(job.created_at.timestamp()),
+        "model": result["model"],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result["text"]},
+                "finish_reason": _reason(result["finish_reason"]),
+            }
+        ],
+        "usage": {
+            "prompt_tokens": result["tokens"]["prompt"],
+            "completion_tokens": result["tokens"]["completion"],
+            "total_tokens": result["tokens"]["prompt"] + result["tokens"]["completion"],
+        },
+    }
+
+
+def _reason(reason: str) -> str:
+    return "length" if reason == "length" else "stop"
+
+
+def _chunks(job: Job) -> Iterator[str]:
+    """OpenAI's streaming format: role first, then content deltas, then the finish reason."""
+    head = {"id": f"chatcmpl-{job.id}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": job.params.get("model") or "default"}  # fmt: skip
+
+    def chunk(delta: dict[str, str], finish: str | None = None) -> str:
+        body = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return f"data: {json.dumps(body)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    idle, reason, status = 0, "stop", None
+    for event in follow(job.id, None):
+        if event is None:
+            idle += 1
+            if idle >= keep_alive_every(ladder().settings.events_poll_seconds):
+                idle = 0
+                yield ": keep-alive\n\n"
+            continue
+        idle = 0
+        if event.event == "token":
+            yield chunk({"content": event.data["text"]})
+        elif event.event == "end" and "finish_reason" in event.data:
+            reason = _reason(event.data["finish_reason"])
+        elif event.event == "status":
+            status = event.data["status"]
+    if status != JobStatus.SUCCEEDED:
+        error = {"message": f"the job ended {status}", "type": "server_error", "code": status}
+        yield f"data: {json.dumps({'error': error})}\n\n"
+    else:
+        yield chunk({}, reason)
+    yield "data: [DONE]\n\n"
