@@ -34,7 +34,7 @@ def submit(caller: Caller, req: SubmitRequest, body: Any, key: str | None) -> Jo
         params = kind.parse(req.params, ctx.settings)
     except InvalidParams as exc:
         raise invalid(exc.errors) from None
-    queue = route(kind, req.device)
+    queue = route(kind, req.device, params)
     errors = [FieldError(f"params.{e.field}", e.message) for e in kind.check_device(params, queue)]
     if errors:
         raise invalid(errors)
@@ -69,8 +69,9 @@ def submit(caller: Caller, req: SubmitRequest, body: Any, key: str | None) -> Jo
     return job
 
 
-def route(kind: Kind, device: str) -> str:
-    """The queue for a job: `auto` takes the kind's first pool with a live worker.
+def route(kind: Kind, device: str, params: Any) -> str:
+    """The queue for a job: `auto` takes the kind's first pool that has a live worker and can
+    run these params (an fp32 generation goes to the CPU even when a GPU worker is up).
 
     A GPU asked for with no GPU worker online is refused now rather than left waiting forever.
     """
@@ -80,10 +81,14 @@ def route(kind: Kind, device: str) -> str:
         return kind.pools[0]  # nothing to choose: no need to ask Redis
     live = workers.live_pools(ladder().redis)
     if device == "auto":
-        return next((pool for pool in kind.pools if pool in live), kind.pools[-1])
-    if device == "gpu" and "gpu" not in live:
-        raise invalid([FieldError("device", "no GPU worker is online; use auto or cpu")])
-    return device
+        able = [pool for pool in kind.pools if not kind.check_device(params, pool)]
+        chosen = next((pool for pool in able if pool in live), (able or kind.pools)[-1])
+    else:
+        chosen = device
+    if chosen == "gpu" and "gpu" not in live:
+        field = "device" if device == "gpu" else "params"
+        raise invalid([FieldError(field, "no GPU worker is online to run this; use cpu")])
+    return chosen
 
 
 def _by_idempotency_key(caller: Caller, key: str, digest: str) -> Job | None:

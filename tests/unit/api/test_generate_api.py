@@ -42,6 +42,10 @@ def test_auto_goes_to_the_gpu_pool_when_a_gpu_worker_beats(
     r = submit(client, user, {"prompt": "Hi", "quantization": "fp16"}, device="gpu")
     assert r.status_code == 202 and r.get_json()["queue"] == "gpu"
     assert submit(client, user, {"prompt": "Hi"}, device="cpu").get_json()["queue"] == "cpu"
+    # A GPU cannot run fp32 here: auto sends that job to the CPU pool instead.
+    assert (
+        submit(client, user, {"prompt": "Hi", "quantization": "fp32"}).get_json()["queue"] == "cpu"
+    )
 
 
 def test_a_gpu_asked_for_with_none_online_is_refused_not_left_waiting(
@@ -71,7 +75,7 @@ def test_a_gpu_asked_for_with_none_online_is_refused_not_left_waiting(
         ({"prompt": "a", "stop": ["1", "2", "3", "4", "5"]}, "params.stop"),
         ({"prompt": "a", "stop": [""]}, "params.stop.0"),
         ({"prompt": "a", "quantization": "int3"}, "params.quantization"),
-        ({"prompt": "a", "quantization": "fp16"}, "params.quantization"),  # a CPU cannot
+        ({"prompt": "a", "quantization": "fp16"}, "params"),  # only a GPU can, and none is live
         ({"prompt": "a", "model": "../smollm2"}, "params.model"),
         ({"prompt": "a", "model": "/etc"}, "params.model"),
         ({"prompt": "a", "model": "nope"}, "params.model"),
@@ -111,3 +115,12 @@ def test_openai_chat_bad_bodies_are_422(
 ) -> None:
     assert client.post("/v1/chat/completions", json=body, headers=user).status_code == 422
     assert job_count(db) == 0
+
+
+def test_a_precision_the_chosen_pool_cannot_run_is_refused(
+    client: FlaskClient, user: dict[str, str]
+) -> None:
+    r = submit(client, user, {"prompt": "a", "quantization": "fp16"}, device="cpu")
+    assert r.status_code == 422
+    assert r.get_json()["errors"][0]["field"] == "params.quantization"
+    assert "cannot run fp16" in r.get_json()["errors"][0]["message"]
