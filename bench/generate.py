@@ -84,16 +84,19 @@ def first_token_through_sse(tmp: Path) -> tuple[float, float]:
     env = {**os.environ, "DATABASE_URL": database_url, "BROKER_URL": BROKER_URL,
            "LADDER_ADMIN_TOKEN": "bench", "LADDER_MODELS_DIR": str(MODELS.resolve())}  # fmt: skip
     port = 8767
-    api = start([str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread",
-                 "--threads", "8", "api:create_app()"], env, tmp / "api.log")  # fmt: skip
-    worker = start([str(BIN / "celery"), "-A", "worker.main", "worker", "-Q", "cpu", "-c", "1",
-                    "--without-mingle", "--without-gossip"], env, tmp / "worker.log")  # fmt: skip
+    gunicorn = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread",
+                "--threads", "8", "api:create_app()"]  # fmt: skip
+    celery = [str(BIN / "celery"), "-A", "worker.main", "worker", "-Q", "cpu", "-c", "1",
+              "-l", "INFO", "--without-mingle", "--without-gossip"]  # fmt: skip
+    api = start(gunicorn, env, tmp / "api.log")
+    worker = start(celery, env, tmp / "worker.log")
     try:
         wait_for_line(tmp / "api.log", "Booting worker")
         wait_for_line(tmp / "worker.log", " ready.")
         latencies, inside = [], []
         for i in range(6):
-            body = {"kind": "generate", "params": {"prompt": PROMPT, "max_new_tokens": 8}}
+            chat = [{"role": "user", "content": PROMPT}]
+            body = {"kind": "generate", "params": {"messages": chat, "max_new_tokens": 8}}
             started = time.perf_counter()
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             headers = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
