@@ -7,7 +7,8 @@ import logging
 from flask import Flask
 from sqlalchemy.exc import DBAPIError
 
-from api import cli, health, jobs, openai_compat, openapi, problems
+from api import admin, cli, health, jobs, monitoring, openai_compat, openapi, problems
+from api.admin import session
 from api.auth import ensure_key
 from api.context import Ladder
 from shared.config import Settings
@@ -33,7 +34,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     }
     app.extensions["ladder"] = Ladder(settings, Database(settings.database_url), celery)
     problems.init_app(app)
-    for blueprint in (jobs.bp, openai_compat.bp, health.bp, openapi.bp, cli.bp):
+    session.init_app(app, settings)
+    for blueprint in (
+        jobs.bp,
+        monitoring.bp,
+        openai_compat.bp,
+        health.bp,
+        openapi.bp,
+        cli.bp,
+        admin.bp,
+    ):
         app.register_blueprint(blueprint)
     if settings.admin_token:
         try:

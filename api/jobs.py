@@ -6,7 +6,7 @@ import base64
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request, stream_with_context
+from flask import Blueprint, Response, request, stream_with_context
 from sqlalchemy import select
 
 from api import submission
@@ -16,7 +16,7 @@ from api.events import follow, keep_alive_every
 from api.problems import Problem, invalid
 from api.representation import job_json, job_url
 from api.requests import int_arg, json_body, parse_submit
-from shared import jobs, kinds, streams
+from shared import kinds
 from shared.kinds import FieldError
 from shared.models import Artifact, Job, JobStatus
 
@@ -82,19 +82,9 @@ def _decode_cursor(cursor: str) -> int:
 
 @bp.post("/jobs/<job_id>/cancel")
 def cancel(job_id: str) -> dict[str, Any]:
-    ctx = ladder()
     job = _visible_job(job_id)
-    if not jobs.cancel(ctx.db, job.id):
+    if not submission.cancel(job):
         raise Problem(409, f"the job has already ended as {_current(job_id).status}")
-    # The row already says cancelled and nothing can overwrite that; what follows only stops
-    # the work sooner, so a broker that is down is logged, not a failed cancel.
-    kind = kinds.get(job.kind)
-    try:
-        streams.request_cancel(ctx.redis, job.id)  # a kind that stops itself sees this
-        if kind is None or not kind.stops_itself:
-            ctx.celery.control.revoke(job.id, terminate=True, signal="SIGTERM")
-    except Exception:
-        current_app.logger.warning("could not signal the cancel of job %s", job.id, exc_info=True)
     return job_json(_current(job_id))
 
 

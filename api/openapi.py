@@ -324,6 +324,56 @@ def build_spec() -> dict[str, Any]:
                 "responses": {"200": _json("The kinds.", _ref("KindList"))},
             }
         },
+        "/api/v1/workers": {
+            "get": {
+                "operationId": "listWorkers",
+                "summary": "The worker registry (admin): each worker's pool, device, models, "
+                "running jobs and tallies, online or offline.",
+                "security": [{"bearer": []}],
+                "responses": {
+                    "200": _json(
+                        "The workers.",
+                        {
+                            "type": "object",
+                            "required": ["items"],
+                            "properties": {"items": {"type": "array"}},
+                        },
+                    ),
+                    **AUTH_PROBLEMS,
+                    "403": _problem("Not an admin key."),
+                    **UNAVAILABLE,
+                },
+            }
+        },
+        "/api/v1/stats": {
+            "get": {
+                "operationId": "stats",
+                "summary": "Counts by status and kind, queue depths, throughput, p50/p95 "
+                "durations and failures by code over 5 minutes and an hour (admin).",
+                "security": [{"bearer": []}],
+                "responses": {
+                    "200": _json(
+                        "The numbers.",
+                        {"type": "object", "required": ["jobs", "queues", "windows"]},
+                    ),
+                    **AUTH_PROBLEMS,
+                    "403": _problem("Not an admin key."),
+                    **UNAVAILABLE,
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics, read from the database and Redis at each scrape.",
+                "responses": {
+                    "200": {
+                        "description": "The text exposition format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
         "/v1/models": {
             "get": {
                 "operationId": "openaiModels",

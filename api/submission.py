@@ -15,7 +15,7 @@ from api.auth import Caller
 from api.context import ladder
 from api.problems import Problem, invalid
 from api.requests import SubmitRequest
-from shared import kinds, workers
+from shared import jobs, kinds, streams, workers
 from shared.kinds import FieldError, InvalidParams, Kind
 from shared.models import Job, JobStatus
 from worker.app import TASK_NAME, redis_priority
@@ -65,7 +65,7 @@ def submit(caller: Caller, req: SubmitRequest, body: Any, key: str | None) -> Jo
         if key is not None and (existing := _by_idempotency_key(caller, key, digest)) is not None:
             return existing
         raise
-    _send(job)
+    send(job)
     return job
 
 
@@ -91,6 +91,25 @@ def route(kind: Kind, device: str, params: Any) -> str:
     return chosen
 
 
+def cancel(job: Job) -> bool:
+    """Cancel a queued or running job; False when it had already ended.
+
+    The row says cancelled first, and nothing can overwrite that; what follows only stops the
+    work sooner, so a broker that is down is logged, not a failed cancel.
+    """
+    ctx = ladder()
+    if not jobs.cancel(ctx.db, job.id):
+        return False
+    kind = kinds.get(job.kind)
+    try:
+        streams.request_cancel(ctx.redis, job.id)  # a kind that stops itself sees this
+        if kind is None or not kind.stops_itself:
+            ctx.celery.control.revoke(job.id, terminate=True, signal="SIGTERM")
+    except Exception:
+        current_app.logger.warning("could not signal the cancel of job %s", job.id, exc_info=True)
+    return True
+
+
 def _by_idempotency_key(caller: Caller, key: str, digest: str) -> Job | None:
     with ladder().db.session() as session:
         job = session.scalars(
@@ -101,7 +120,7 @@ def _by_idempotency_key(caller: Caller, key: str, digest: str) -> Job | None:
     return job
 
 
-def _send(job: Job) -> None:
+def send(job: Job) -> None:
     """Queue the committed job; if the broker refuses, undo the row so that nothing half-exists."""
     ctx = ladder()
     limit = ctx.settings.time_limit(job.kind)

@@ -86,7 +86,7 @@ def first_token_through_sse(tmp: Path) -> tuple[float, float]:
     port = 8767
     gunicorn = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread",
                 "--threads", "8", "api:create_app()"]  # fmt: skip
-    celery = [str(BIN / "celery"), "-A", "worker.main", "worker", "-Q", "cpu", "-c", "1",
+    celery = [str(BIN / "celery"), "-A", "worker", "worker", "-Q", "cpu", "-c", "1",
               "-l", "INFO", "--without-mingle", "--without-gossip"]  # fmt: skip
     api = start(gunicorn, env, tmp / "api.log")
     worker = start(celery, env, tmp / "worker.log")

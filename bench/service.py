@@ -103,7 +103,7 @@ class Ladder:
             [
                 str(BIN / "celery"),
                 "-A",
-                "worker.main",
+                "worker",
                 "worker",
                 "-Q",
                 "cpu",

@@ -39,7 +39,7 @@ def main() -> int:
     workers = []
     for gpu in ids:
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}
-        argv = [str(BIN / "celery"), "-A", "worker.main", "worker", "-Q", "gpu", "-c", "1",
+        argv = [str(BIN / "celery"), "-A", "worker", "worker", "-Q", "gpu", "-c", "1",
                 "-n", f"gpu{gpu}@%h", "-E", "--loglevel", "INFO"]  # fmt: skip
         workers.append(subprocess.Popen(argv, env=env))
         print(f"gpu worker for GPU {gpu}: pid {workers[-1].pid}", flush=True)

@@ -153,7 +153,7 @@ def main() -> int:
                 [
                     str(BIN / "celery"),
                     "-A",
-                    "worker.main",
+                    "worker",
                     "worker",
                     "-Q",
                     "cpu",

@@ -59,6 +59,8 @@ class Settings:
     database_url: str = "sqlite:///var/ladder.db"
     broker_url: str = "redis://127.0.0.1:6379/0"
     admin_token: str | None = None
+    secret_key: str | None = None
+    """Signs the dashboard's session cookie; by default derived from the admin token."""
     max_body_bytes: int = 1_048_576
     max_artifact_bytes: int = 16 * 1_048_576
     max_attempts: int = 3
@@ -91,6 +93,8 @@ class Settings:
             values["broker_url"] = env["BROKER_URL"]
         if env.get("LADDER_ADMIN_TOKEN"):
             values["admin_token"] = env["LADDER_ADMIN_TOKEN"]
+        if env.get("LADDER_SECRET_KEY"):
+            values["secret_key"] = env["LADDER_SECRET_KEY"]
         values["models_dir"] = Path(env.get("LADDER_MODELS_DIR", str(var_dir / "models")))
         for name, var in [
             ("max_body_bytes", "LADDER_MAX_BODY_BYTES"),

@@ -7,6 +7,7 @@ however workers race, a job starts an attempt once, and finishes once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
@@ -31,6 +32,7 @@ class Claim:
     params: dict[str, Any]
     attempt: int
     queue: str
+    started_at: datetime
 
 
 def claim(db: Database, job_id: str, worker: str, max_attempts: int) -> Claim | None:
@@ -40,6 +42,7 @@ def claim(db: Database, job_id: str, worker: str, max_attempts: int) -> Claim | 
     message): it runs again, until `max_attempts` is spent and it fails as `worker_lost`.
     One UPDATE … RETURNING both checks and claims, so the common path is one statement.
     """
+    started = utcnow()
     with db.session() as session:
         row = session.execute(
             update(Job)
@@ -48,13 +51,13 @@ def claim(db: Database, job_id: str, worker: str, max_attempts: int) -> Claim | 
                 status=JobStatus.RUNNING,
                 attempts=Job.attempts + 1,
                 worker=worker,
-                started_at=utcnow(),
+                started_at=started,
                 progress=0.0,
             )
             .returning(Job.kind, Job.params, Job.attempts, Job.queue)
         ).one_or_none()
         if row is not None:
-            return Claim(row.kind, row.params, row.attempts, row.queue)
+            return Claim(row.kind, row.params, row.attempts, row.queue, started)
         lost = error("worker_lost", f"the worker running this job was lost {max_attempts} times")
         _finish(session, job_id, JobStatus.FAILED, error=lost, spent=max_attempts)
         return None
@@ -69,10 +72,20 @@ def finish(
     result: dict[str, Any] | None = None,
     error: dict[str, str] | None = None,
     artifacts: dict[str, tuple[str, bytes]] | None = None,
+    started_at: datetime | None = None,
 ) -> bool:
     """Record how an attempt ended, with its artifacts; False when the job had already ended."""
     with db.session() as session:
-        if not _finish(session, job_id, status, result=result, error=error, attempt=attempt):
+        ended = _finish(
+            session,
+            job_id,
+            status,
+            result=result,
+            error=error,
+            attempt=attempt,
+            started_at=started_at,
+        )
+        if not ended:
             return False
         for name, (content_type, data) in (artifacts or {}).items():
             session.add(
@@ -94,6 +107,28 @@ def keep_partial_result(db: Database, job_id: str, result: dict[str, Any]) -> bo
             update(Job)
             .where(Job.id == job_id, Job.status == JobStatus.CANCELLED, Job.result.is_(None))
             .values(result=result)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def retry(db: Database, job_id: str) -> bool:
+    """Queue a failed job again as a new run of the same job; False unless it had failed."""
+    with db.session() as session:
+        done = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.FAILED)
+            .values(
+                status=JobStatus.QUEUED,
+                result=None,
+                error=None,
+                worker=None,
+                progress=0.0,
+                attempts=0,
+                started_at=None,
+                finished_at=None,
+                duration_seconds=None,
+            )
             .execution_options(synchronize_session=False)
         )
         return bool(done.rowcount == 1)  # type: ignore[attr-defined]
@@ -130,6 +165,7 @@ def _finish(
     error: dict[str, str] | None = None,
     attempt: int | None = None,
     spent: int | None = None,
+    started_at: datetime | None = None,
 ) -> bool:
     conditions = [Job.id == job_id, Job.status == JobStatus.RUNNING]
     if attempt is not None:
@@ -138,6 +174,8 @@ def _finish(
         conditions.append(Job.attempts >= spent)
     values: dict[str, Any] = {"status": status, "result": result, "error": error}
     values["finished_at"] = utcnow()
+    if started_at is not None:
+        values["duration_seconds"] = (values["finished_at"] - started_at).total_seconds()
     if status == JobStatus.SUCCEEDED:
         values["progress"] = 1.0
     done = session.execute(

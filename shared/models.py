@@ -71,6 +71,7 @@ class Job(Base):
         UniqueConstraint("api_key_id", "idempotency_key", name="uq_jobs_idempotency"),
         Index("ix_jobs_owner_seq", "api_key_id", "seq"),
         Index("ix_jobs_status", "status"),
+        Index("ix_jobs_finished_at", "finished_at"),
     )
 
     seq: Mapped[int] = mapped_column(SerialKey, primary_key=True)
@@ -93,6 +94,8 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    """How long the attempt that finished the job ran."""
 
 
 class Artifact(Base):

@@ -1,33 +1,94 @@
-"""The worker registry in Redis: each worker's heartbeat, and which pools are live now.
+"""The worker registry in Redis: each worker's heartbeat, what it holds and what it runs.
 
-A worker writes its description under `ladder:worker:<name>` every INTERVAL seconds with a
-time-to-live of three intervals, so a worker that stops beating drops out by itself.
+A worker's main process writes its description under `ladder:worker:<name>` every INTERVAL
+seconds; its child processes add the jobs they run, their tallies and the models they hold
+beside it. A worker not heard from for three intervals is offline; its entry stays a day, so
+that the dashboard shows hosts come and go.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from shared.streams import Redis
 
 INTERVAL = 5
+OFFLINE_AFTER = 3 * INTERVAL
+KEEP_SECONDS = 24 * 3600
 PREFIX = "ladder:worker:"
 
 
+def _key(name: str, part: str = "") -> str:
+    return f"{PREFIX}{name}{':' + part if part else ''}"
+
+
 def beat(client: Redis, name: str, info: dict[str, Any]) -> None:
-    client.set(PREFIX + name, json.dumps(info), ex=3 * INTERVAL)
+    client.set(_key(name), json.dumps({**info, "seen_at": time.time()}), ex=KEEP_SECONDS)
 
 
 def forget(client: Redis, name: str) -> None:
-    client.delete(PREFIX + name)
+    """A worker that shuts down cleanly says so at once (its entry is marked, not deleted)."""
+    raw = client.get(_key(name))
+    if raw:
+        info = json.loads(raw)
+        info["seen_at"], info["stopped"] = 0, True
+        client.set(_key(name), json.dumps(info), ex=KEEP_SECONDS)
+    client.delete(_key(name, "running"))
+
+
+def job_started(client: Redis, name: str, job_id: str) -> None:
+    client.sadd(_key(name, "running"), job_id)
+
+
+def job_ended(client: Redis, name: str, job_id: str, status: str) -> None:
+    pipe = client.pipeline(transaction=False)
+    pipe.srem(_key(name, "running"), job_id)
+    pipe.hincrby(_key(name, "counts"), status, 1)
+    pipe.expire(_key(name, "counts"), KEEP_SECONDS)
+    pipe.execute()
+
+
+def hold_model(client: Redis, name: str, pid: int, model: str, info: dict[str, Any]) -> None:
+    client.hset(
+        _key(name, "models"), f"{pid}:{model}", json.dumps({"model": model, "pid": pid, **info})
+    )
+    client.expire(_key(name, "models"), KEEP_SECONDS)
+
+
+def prune_models(client: Redis, name: str, pids: set[int]) -> None:
+    """Forget models held by child processes that are gone."""
+    for field in client.hkeys(_key(name, "models")):
+        if int(field.decode().split(":", 1)[0]) not in pids:
+            client.hdel(_key(name, "models"), field)
+
+
+def all_workers(client: Redis) -> list[dict[str, Any]]:
+    """Every worker heard from in the last day, with `state` online or offline."""
+    keys = (k.decode() for k in client.scan_iter(match=PREFIX + "*", count=1000))
+    names = sorted(
+        k.removeprefix(PREFIX) for k in keys if not k.endswith((":running", ":counts", ":models"))
+    )
+    now = time.time()
+    result = []
+    for name in names:
+        raw = client.get(_key(name))
+        if not raw:
+            continue
+        info = json.loads(raw)
+        info["state"] = "online" if now - info.get("seen_at", 0) <= OFFLINE_AFTER else "offline"
+        info["running"] = sorted(j.decode() for j in client.smembers(_key(name, "running")))
+        info["counts"] = {
+            k.decode(): int(v) for k, v in client.hgetall(_key(name, "counts")).items()
+        }
+        info["models"] = [json.loads(v) for v in client.hgetall(_key(name, "models")).values()]
+        result.append(info)
+    return result
 
 
 def live(client: Redis) -> list[dict[str, Any]]:
-    """The workers whose heartbeat has not expired."""
-    keys = sorted(client.scan_iter(match=PREFIX + "*", count=500))
-    values = client.mget(keys) if keys else []
-    return [json.loads(v) for v in values if v]
+    return [w for w in all_workers(client) if w["state"] == "online"]
 
 
 def live_pools(client: Redis) -> set[str]:

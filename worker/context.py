@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
-from shared import streams
+from shared import streams, workers
 from shared.config import Settings
 from shared.streams import Redis
 
@@ -17,6 +19,16 @@ class RunContext:
     redis: Redis
     pool: str = "cpu"
     """The pool (queue) this worker serves: where the job runs."""
+    worker: str = ""
+    """The worker's name, as the registry knows it."""
+
+    def hold_model(self, model: str, info: dict[str, Any]) -> None:
+        """Tell the registry this process holds a model (shown on the dashboard)."""
+        if self.worker:
+            try:
+                workers.hold_model(self.redis, self.worker, os.getpid(), model, info)
+            except Exception:
+                logging.getLogger(__name__).warning("could not update the registry", exc_info=True)
 
     def publish(self, event: str, data: dict[str, Any]) -> str:
         """Tell followers of the job something (a token, a stage); returns the event id."""

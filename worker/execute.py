@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from shared import jobs, kinds
+from shared import jobs, kinds, workers
 from shared.kinds import InvalidParams, Outcome
 from shared.models import JobStatus
 from worker.app import LadderCelery
@@ -18,14 +19,29 @@ log = logging.getLogger(__name__)
 
 def execute(app: LadderCelery, job_id: str, worker: str, time_limit: float | None) -> None:
     """Run the job once if it still needs running; a finished or cancelled job is a no-op."""
-    settings, db = app.settings, app.db
-    job = jobs.claim(db, job_id, worker, settings.max_attempts)
+    job = jobs.claim(app.db, job_id, worker, app.settings.max_attempts)
     if job is None:
         log.info("job %s: nothing to run (finished, cancelled or already taken)", job_id)
         return
+    _tell_registry(workers.job_started, app, worker, job_id)
+    status = _attempt(app, job, job_id, worker, time_limit)
+    _tell_registry(workers.job_ended, app, worker, job_id, status)
+
+
+def _tell_registry(call: Callable[..., None], app: LadderCelery, *args: str) -> None:
+    try:
+        call(app.redis, *args)
+    except Exception:  # the registry is for people watching; the job goes on without it
+        log.warning("could not update the worker registry", exc_info=True)
+
+
+def _attempt(
+    app: LadderCelery, job: jobs.Claim, job_id: str, worker: str, time_limit: float | None
+) -> str:
+    settings, db = app.settings, app.db
     outcome: Outcome | None = None
     try:
-        context = RunContext(job_id, settings, app.redis, job.queue)
+        context = RunContext(job_id, settings, app.redis, job.queue, worker)
         outcome = _run(job.kind, job.params, context)
         error = _too_big(outcome, settings.max_artifact_bytes)
     except InvalidParams as exc:
@@ -37,16 +53,20 @@ def execute(app: LadderCelery, job_id: str, worker: str, time_limit: float | Non
         log.exception("job %s failed", job_id)
         error = jobs.error("internal", f"{type(exc).__name__}: {exc}"[:1000])
     if error is not None or outcome is None:
-        jobs.finish(db, job_id, job.attempt, JobStatus.FAILED, error=error)
-        return
+        jobs.finish(
+            db, job_id, job.attempt, JobStatus.FAILED, error=error, started_at=job.started_at
+        )
+        return JobStatus.FAILED
     done = jobs.finish(
-        db, job_id, job.attempt, JobStatus.SUCCEEDED,
-        result=outcome.result, artifacts=outcome.artifacts,
+        db, job_id, job.attempt, JobStatus.SUCCEEDED, result=outcome.result,
+        artifacts=outcome.artifacts, started_at=job.started_at,
     )  # fmt: skip
     if not done:
         # Cancelled while it ran: keep what it made (a generation's text so far) on the row.
         kept = jobs.keep_partial_result(db, job_id, outcome.result)
         log.info("job %s was cancelled while running (partial result kept: %s)", job_id, kept)
+        return JobStatus.CANCELLED
+    return JobStatus.SUCCEEDED
 
 
 def _too_big(outcome: Outcome, limit: int) -> dict[str, str] | None:

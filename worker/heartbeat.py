@@ -17,17 +17,25 @@ from worker.app import LadderCelery
 log = logging.getLogger(__name__)
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def describe_device(pool: str) -> dict[str, Any]:
-    """The device a worker computes on, as the registry and the planner see it."""
-    info: dict[str, Any] = {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-    }
+    """The device a worker computes on: CPU, cores and RAM; GPU name and memory when it has one."""
+    info: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count()}
     try:
         with open("/proc/meminfo") as meminfo:
             fields = dict(line.split(":", 1) for line in meminfo)
         info["ram_bytes"] = int(fields["MemTotal"].split()[0]) * 1024
-        info["ram_available_bytes"] = int(fields["MemAvailable"].split()[0]) * 1024
+        info["ram_used_bytes"] = info["ram_bytes"] - int(fields["MemAvailable"].split()[0]) * 1024
     except (OSError, KeyError, ValueError):
         pass
     if pool == "gpu":
@@ -36,39 +44,49 @@ def describe_device(pool: str) -> dict[str, Any]:
         if torch.cuda.is_available():
             free, total = torch.cuda.mem_get_info()
             info.update(
-                gpu=torch.cuda.get_device_name(), gpu_total_bytes=total, gpu_free_bytes=free
+                gpu=torch.cuda.get_device_name(), gpu_bytes=total, gpu_used_bytes=total - free
             )
     return info
 
 
 def install(app: LadderCelery) -> None:
-    """Start beating when the worker is ready; stop and drop out when it shuts down."""
+    """Start beating when the worker is ready; say so at once when it shuts down."""
     stop = threading.Event()
+    state: dict[str, str] = {}
 
     def on_ready(sender: Any, **_: Any) -> None:
         queues = sorted(sender.app.amqp.queues.consume_from or ["cpu"])
         pool = "gpu" if "gpu" in queues else "cpu"
-        name = sender.hostname
+        name = state["name"] = sender.hostname
         started = time.time()
 
         def loop() -> None:
             while not stop.is_set():
+                children = (
+                    set((sender.pool.info or {}).get("processes", [])) if sender.pool else set()
+                )
                 info = {
-                    "name": name, "pid": os.getpid(), "pool": pool, "queues": queues,
-                    "concurrency": sender.pool.num_processes if sender.pool else None,
-                    "device": describe_device(pool), "started_at": started, "seen_at": time.time(),
+                    "name": name, "hostname": platform.node(), "pid": os.getpid(), "pool": pool,
+                    "queues": queues, "concurrency": len(children) or 1,
+                    "device": describe_device(pool), "started_at": started,
                 }  # fmt: skip
                 try:
                     workers.beat(app.redis, name, info)
+                    if children:
+                        workers.prune_models(app.redis, name, children)
                 except Exception:
                     log.warning("heartbeat to Redis failed; retrying", exc_info=True)
                 stop.wait(workers.INTERVAL)
-            workers.forget(app.redis, name)
 
         threading.Thread(target=loop, name="ladder-heartbeat", daemon=True).start()
 
     def on_shutdown(**_: Any) -> None:
         stop.set()
+        if "name" in state:
+            try:
+                workers.forget(app.redis, state["name"])
+            except Exception:
+                log.warning("could not mark this worker stopped in Redis", exc_info=True)
 
     worker_ready.connect(on_ready, weak=False)
     worker_shutdown.connect(on_shutdown, weak=False)

@@ -98,7 +98,7 @@ def start_worker(settings: Settings, log: Path, name: str, concurrency: int = 1)
         "-m",
         "celery",
         "-A",
-        "worker.main",
+        "worker",
         "worker",
         "-Q",
         "cpu",

@@ -38,7 +38,7 @@ def test_compose_file_is_valid_and_has_the_services() -> None:
     assert {"redis", "postgres", "migrate", "api", "worker-cpu"} <= set(services)
     assert "gunicorn" in services["api"]["command"]
     assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
-    assert services["worker-cpu"]["command"][:4] == ["celery", "-A", "worker.main", "worker"]
+    assert services["worker-cpu"]["command"][:4] == ["celery", "-A", "worker", "worker"]
     assert services["api"]["environment"]["LADDER_ADMIN_TOKEN"] == "token"
 
 

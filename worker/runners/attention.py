@@ -21,4 +21,6 @@ def run(params: AttentionParams, context: RunContext) -> Outcome:
     except UnknownModel as exc:
         raise InvalidParams([FieldError("params.model", str(exc))]) from None
     loaded = cache(settings.model_cache_bytes).get(entry, "encoder", load_encoder)
+    plan = {"device": "cpu", "dtype": "fp32"}
+    context.hold_model(entry.name, {"purpose": "attention", "plan": plan, "bytes": loaded.nbytes})
     return analyse_text(spec, loaded, settings)

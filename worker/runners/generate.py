@@ -29,4 +29,6 @@ def run(params: GenerateParams, context: RunContext) -> Outcome:
         )
     except PlanRefused as exc:
         raise InvalidParams([FieldError("params.quantization", str(exc))]) from None
+    context.hold_model(entry.name, {"purpose": "generate", "plan": generator.plan.as_dict(),
+                                    "bytes": generator.nbytes})  # fmt: skip
     return Outcome(result=generate(params, generator, context))

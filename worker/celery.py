@@ -1,4 +1,4 @@
-"""The entry point of `celery -A worker.main worker`: the worker reads the environment here."""
+"""The app `celery -A worker` finds (worker.celery:app): the worker reads the environment here."""
 
 from shared.config import Settings
 from worker import create_celery

@@ -1,0 +1,199 @@
+"""The dashboard's pages, the JSON they poll every two seconds, and its two actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from sqlalchemy import select
+from werkzeug.wrappers import Response as BaseResponse
+
+from api import stats, submission
+from api.admin.session import admin_page, check_csrf, csrf_token, sign_in
+from api.context import ladder
+from api.events import follow
+from api.problems import Problem
+from api.representation import job_json
+from shared import jobs, kinds, streams, workers
+from shared.models import Artifact, Job, JobStatus
+
+bp = Blueprint(
+    "admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static"
+)
+
+# The pages load only what this server serves: no CDN, no inline script, no framing.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+@bp.after_request
+def secure(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+@bp.context_processor
+def template_globals() -> dict[str, Any]:
+    return {
+        "csrf_token": csrf_token,
+        "kinds": sorted(kinds.registry()),
+        "statuses": list(JobStatus),
+    }
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> str | BaseResponse | tuple[str, int]:
+    if request.method == "GET":
+        return render_template("admin/login.html", error=None)
+    check_csrf()
+    caller = sign_in(request.form.get("token", "").strip())
+    if caller is None:
+        return render_template("admin/login.html", error="That token is not a valid key."), 401
+    if not caller.is_admin:
+        return render_template("admin/login.html", error="That key is not an admin key."), 403
+    target = request.args.get("next", "")
+    # Only a path of this dashboard: never an open redirect.
+    return redirect(target if target.startswith("/admin") else url_for("admin.overview"))
+
+
+@bp.post("/logout")
+@admin_page
+def logout() -> BaseResponse:
+    session.clear()
+    return redirect(url_for("admin.login"))
+
+
+@bp.get("/")
+@admin_page
+def overview() -> str:
+    return render_template("admin/overview.html")
+
+
+@bp.get("/jobs")
+@admin_page
+def jobs_page() -> str | BaseResponse:
+    wanted = request.args.get("id", "").strip()
+    if wanted:
+        return redirect(url_for("admin.job_page", job_id=wanted))
+    return render_template("admin/jobs.html", kind=request.args.get("kind", ""),
+                           status=request.args.get("status", ""))  # fmt: skip
+
+
+@bp.get("/jobs/<job_id>")
+@admin_page
+def job_page(job_id: str) -> str | tuple[str, int]:
+    job = _job(job_id)
+    if job is None:
+        return render_template("admin/missing.html", job_id=job_id), 404
+    return render_template("admin/job.html", job=job_json(job))
+
+
+@bp.get("/workers")
+@admin_page
+def workers_page() -> str:
+    return render_template("admin/workers.html")
+
+
+@bp.post("/jobs/<job_id>/cancel")
+@admin_page
+def cancel(job_id: str) -> BaseResponse:
+    job = _job(job_id)
+    if job is None:
+        raise Problem(404, f"no job {job_id}")
+    submission.cancel(job)  # a job that had already ended stays as it was
+    return redirect(url_for("admin.job_page", job_id=job_id))
+
+
+@bp.post("/jobs/<job_id>/retry")
+@admin_page
+def retry(job_id: str) -> BaseResponse:
+    ctx = ladder()
+    if jobs.retry(ctx.db, job_id):
+        ctx.redis.delete(streams.stream_key(job_id), streams.cancel_key(job_id))
+        job = _job(job_id)
+        if job is not None:
+            submission.send(job)
+    return redirect(url_for("admin.job_page", job_id=job_id))
+
+
+# JSON for the pages' live parts -------------------------------------------------------------
+
+
+@bp.get("/api/overview")
+@admin_page
+def overview_data() -> dict[str, Any]:
+    ctx = ladder()
+    with ctx.db.session() as s:
+        failures = s.scalars(
+            select(Job).where(Job.status == JobStatus.FAILED).order_by(Job.seq.desc()).limit(8)
+        ).all()
+    return {
+        "stats": stats.stats(ctx.db, ctx.redis),
+        "workers": workers.all_workers(ctx.redis),
+        "throughput": stats.throughput_series(ctx.db),
+        "failures": [job_json(j) for j in failures],
+    }
+
+
+@bp.get("/api/jobs")
+@admin_page
+def jobs_data() -> dict[str, Any]:
+    query = select(Job).order_by(Job.seq.desc()).limit(50)
+    if kind := request.args.get("kind"):
+        query = query.where(Job.kind == kind)
+    if status := request.args.get("status"):
+        query = query.where(Job.status == status)
+    with ladder().db.session() as s:
+        return {"items": [job_json(j) for j in s.scalars(query)]}
+
+
+@bp.get("/api/jobs/<job_id>")
+@admin_page
+def job_data(job_id: str) -> dict[str, Any]:
+    job = _job(job_id)
+    if job is None:
+        raise Problem(404, f"no job {job_id}")
+    with ladder().db.session() as s:
+        names = s.scalars(select(Artifact.name).where(Artifact.job_id == job_id)).all()
+    return {**job_json(job), "artifacts": list(names)}
+
+
+@bp.get("/api/workers")
+@admin_page
+def workers_data() -> dict[str, Any]:
+    return {"items": workers.all_workers(ladder().redis)}
+
+
+@bp.get("/jobs/<job_id>/events")
+@admin_page
+def job_events(job_id: str) -> Response:
+    def stream() -> Any:
+        for event in follow(job_id, request.headers.get("Last-Event-ID")):
+            yield event.sse() if event is not None else ": idle\n\n"
+
+    return Response(stream(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@bp.get("/jobs/<job_id>/artifacts/<name>")
+@admin_page
+def artifact(job_id: str, name: str) -> Response:
+    with ladder().db.session() as s:
+        found = s.scalars(
+            select(Artifact).where(Artifact.job_id == job_id, Artifact.name == name)
+        ).first()
+    if found is None:
+        raise Problem(404, f"job {job_id} has no artifact named {name!r}")
+    return Response(found.data, mimetype=found.content_type)
+
+
+def _job(job_id: str) -> Job | None:
+    with ladder().db.session() as s:
+        return s.scalars(select(Job).where(Job.id == job_id)).first()
