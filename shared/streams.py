@@ -7,14 +7,11 @@ that reconnects with Last-Event-ID resumes exactly after the last entry it saw.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 
-if TYPE_CHECKING:
-    Redis = redis.Redis[bytes]
-else:
-    Redis = redis.Redis
+Redis = redis.Redis
 
 KEEP_SECONDS = 3600
 
@@ -44,7 +41,7 @@ def read(
     client: Redis, job_id: str, after: str, block_ms: int | None
 ) -> list[tuple[str, str, dict[str, Any]]]:
     """Entries after the id `after` ("0" for all): (id, event, data) each."""
-    reply = client.xread({stream_key(job_id): after}, count=500, block=block_ms)
+    reply: Any = client.xread({stream_key(job_id): after}, count=500, block=block_ms)
     entries = []
     for _, items in reply or []:
         for entry_id, fields in items:

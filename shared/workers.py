@@ -60,13 +60,13 @@ def hold_model(client: Redis, name: str, pid: int, model: str, info: dict[str, A
 def prune_models(client: Redis, name: str, pids: set[int]) -> None:
     """Forget models held by child processes that are gone."""
     for field in client.hkeys(_key(name, "models")):
-        if int(field.decode().split(":", 1)[0]) not in pids:
+        if int(_text(field).split(":", 1)[0]) not in pids:
             client.hdel(_key(name, "models"), field)
 
 
 def all_workers(client: Redis) -> list[dict[str, Any]]:
     """Every worker heard from in the last day, with `state` online or offline."""
-    keys = (k.decode() for k in client.scan_iter(match=PREFIX + "*", count=1000))
+    keys = (_text(k) for k in client.scan_iter(match=PREFIX + "*", count=1000))
     names = sorted(
         k.removeprefix(PREFIX) for k in keys if not k.endswith((":running", ":counts", ":models"))
     )
@@ -78,13 +78,15 @@ def all_workers(client: Redis) -> list[dict[str, Any]]:
             continue
         info = json.loads(raw)
         info["state"] = "online" if now - info.get("seen_at", 0) <= OFFLINE_AFTER else "offline"
-        info["running"] = sorted(j.decode() for j in client.smembers(_key(name, "running")))
-        info["counts"] = {
-            k.decode(): int(v) for k, v in client.hgetall(_key(name, "counts")).items()
-        }
+        info["running"] = sorted(_text(j) for j in client.smembers(_key(name, "running")))
+        info["counts"] = {_text(k): int(v) for k, v in client.hgetall(_key(name, "counts")).items()}
         info["models"] = [json.loads(v) for v in client.hgetall(_key(name, "models")).values()]
         result.append(info)
     return result
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def live(client: Redis) -> list[dict[str, Any]]:
