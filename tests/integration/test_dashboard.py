@@ -1,0 +1,105 @@
+"""The dashboard in a real headless Chromium: sign in, watch workers and jobs live, cancel a
+queued job, retry a failed one, and nothing ever leaves localhost."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from api import create_app
+from tests.conftest import need
+from tests.integration.conftest import Stack
+from tests.integration.test_job_path import LONG
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "var" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Without these, Chromium phones home at start and this machine's closed network refuses it.
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture
+def page(stack: Stack) -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        need("chromium", "Debian's chromium package (installed by .ci/run)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(base_url=stack.base_url)
+        page.set_default_timeout(60_000)
+        page.requests = []  # type: ignore[attr-defined]
+        page.on("request", lambda r: page.requests.append(r.url))  # type: ignore[attr-defined]
+        yield page
+        browser.close()
+
+
+def shot(page: object, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+def test_the_dashboard_end_to_end(stack: Stack, page: object) -> None:
+    p: object = page
+    # Sign in.
+    p.goto("/admin/")  # type: ignore[attr-defined]
+    assert "/admin/login" in p.url  # type: ignore[attr-defined]
+    p.fill("input[name=token]", stack.client.token)  # type: ignore[attr-defined]
+    p.click("button[type=submit]")  # type: ignore[attr-defined]
+    # The live worker appears on the overview.
+    card = p.locator(f'.card[data-worker^="{stack.worker.name}@"]')  # type: ignore[attr-defined]
+    card.locator(".state.online").wait_for()
+    shot(p, "overview")
+
+    # A job submitted over the API shows up and finishes on the open page, without a reload.
+    p.goto("/admin/jobs")  # type: ignore[attr-defined]
+    navigations = len([u for u in p.requests if u.endswith("/admin/jobs")])  # type: ignore[attr-defined]
+    job = stack.client.submit({"n": 40})
+    p.locator(f'tr[data-job="{job["id"]}"] .status.succeeded').wait_for()  # type: ignore[attr-defined]
+    assert len([u for u in p.requests if u.endswith("/admin/jobs")]) == navigations  # type: ignore[attr-defined]
+    shot(p, "jobs")
+
+    # Cancel a queued job: the one worker process is busy with a long one.
+    busy = stack.client.submit(LONG)
+    stack.client.wait(busy["id"], "running")
+    queued = stack.client.submit({"n": 41})
+    p.goto(f"/admin/jobs/{queued['id']}")  # type: ignore[attr-defined]
+    p.once("dialog", lambda dialog: dialog.accept())  # type: ignore[attr-defined]
+    p.click("#cancel")  # type: ignore[attr-defined]
+    p.locator("#status.cancelled").wait_for()  # type: ignore[attr-defined]
+    assert stack.client.job(queued["id"])["status"] == "cancelled"
+    stack.client.call("POST", f"/api/v1/jobs/{busy['id']}/cancel")
+
+    # Retry a failed job: this one ran past a 3 s limit.
+    short = create_app(dataclasses.replace(stack.settings, time_limits={"stairs": 3}))
+    headers = {"Authorization": f"Bearer {stack.client.token}"}
+    failed = short.test_client().post("/api/v1/jobs", json={"kind": "stairs", "params": LONG},
+                                      headers=headers).get_json()  # fmt: skip
+    short.extensions["ladder"].db.engine.dispose()
+    assert stack.client.wait(failed["id"])["status"] == "failed"
+    p.goto(f"/admin/jobs/{failed['id']}")  # type: ignore[attr-defined]
+    p.locator("#status.failed").wait_for()  # type: ignore[attr-defined]
+    p.once("dialog", lambda dialog: dialog.accept())  # type: ignore[attr-defined]
+    p.click("#retry")  # type: ignore[attr-defined]
+    p.locator("#status.succeeded").wait_for(timeout=120_000)  # type: ignore[attr-defined]
+    again = stack.client.job(failed["id"])
+    assert again["status"] == "succeeded" and again["attempts"] == 1
+    shot(p, "retried")
+
+    p.goto("/admin/workers")  # type: ignore[attr-defined]
+    p.locator(f'tr[data-worker^="{stack.worker.name}@"]').wait_for()  # type: ignore[attr-defined]
+    shot(p, "workers")
+    elsewhere = [u for u in p.requests if not u.startswith(stack.base_url)]  # type: ignore[attr-defined]
+    assert elsewhere == []

@@ -1,0 +1,84 @@
+"""Workers, stats and metrics against the real Redis, with a real worker running."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select
+
+from api import create_app
+from shared.db import Database
+from shared.models import Job
+from tests.integration.conftest import Stack
+from worker.app import TASK_NAME, create_celery
+
+
+def test_the_worker_registry_shows_the_live_worker_with_its_device_and_tallies(
+    stack: Stack,
+) -> None:
+    stack.client.wait(stack.client.submit({"n": 12})["id"])
+    workers = stack.client.call("GET", "/api/v1/workers").json()["items"]
+    (mine,) = [w for w in workers if w["name"].startswith(f"{stack.worker.name}@")]
+    assert mine["state"] == "online" and mine["pool"] == "cpu"
+    assert mine["device"]["cores"] >= 1 and mine["device"]["ram_bytes"] > 0
+    assert mine["counts"]["succeeded"] >= 1
+    assert mine["running"] == []
+
+
+def test_stats_count_jobs_and_read_queue_depths_from_redis(stack: Stack) -> None:
+    stack.client.wait(stack.client.submit({"n": 13})["id"])
+    producer = create_celery(stack.settings)
+    # A message on a queue nobody serves here, to see the depth.
+    producer.send_task(TASK_NAME, args=["no-such-job"], queue="gpu")
+    try:
+        stats = stack.client.call("GET", "/api/v1/stats").json()
+        assert stats["queues"]["gpu"] == 1
+        assert stats["jobs"]["by_status"]["succeeded"] >= 1
+        assert stats["jobs"]["by_kind"]["stairs"]["succeeded"] >= 1
+        recent = stats["windows"]["5m"]
+        assert recent["finished"] >= 1 and recent["duration_p50_s"] is not None
+        assert recent["duration_p50_s"] <= recent["duration_p95_s"]
+    finally:
+        with producer.connection_for_write() as connection:
+            connection.default_channel.client.delete("gpu", *[f"gpu:{p}" for p in range(1, 10)])
+        producer.close()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name}{{{wanted}}} in the metrics")
+
+
+def test_metrics_agree_with_the_database_in_every_api_process(stack: Stack) -> None:
+    stack.client.wait(stack.client.submit({"n": 14})["id"])
+    texts = []
+    for _ in range(2):  # two API processes' worth of apps: each reads the same truth
+        app = create_app(stack.settings)
+        texts.append(app.test_client().get("/metrics").text)
+        app.extensions["ladder"].db.engine.dispose()
+    assert texts[0].split("ladder_queue_depth")[0] == texts[1].split("ladder_queue_depth")[0]
+    text = texts[0]
+    db = Database(stack.settings.database_url)
+    with db.session() as session:
+        stairs = session.scalar(select(func.count()).where(Job.kind == "stairs"))
+        done = session.scalar(
+            select(func.count()).where(Job.kind == "stairs", Job.status == "succeeded")
+        )
+    db.engine.dispose()
+    assert metric(text, "ladder_jobs_submitted_total", kind="stairs") == stairs
+    assert metric(text, "ladder_jobs_finished_total", kind="stairs", status="succeeded") == done
+    assert metric(text, "ladder_job_duration_seconds_count", kind="stairs") >= 1
+    assert metric(text, "ladder_job_duration_seconds_bucket", kind="stairs", le="+Inf") >= 1
+    assert metric(text, "ladder_workers", pool="cpu", state="online") >= 1
+    assert metric(text, "ladder_queue_depth", queue="cpu") >= 0
+    assert re.search(r'ladder_device_memory_bytes\{device="ram",worker="[^"]+"\} \d', text)
+
+
+def test_celery_inspect_ping_answers(stack: Stack) -> None:
+    producer = create_celery(stack.settings)
+    replies = producer.control.inspect(timeout=5).ping() or {}
+    producer.close()
+    assert any(name.startswith(f"{stack.worker.name}@") for name in replies)

@@ -1,0 +1,121 @@
+"""The dashboard's doors: sign-in, cookie flags, CSRF, admins only, and security headers."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from shared import workers
+
+ADMIN_PAGES = ["/admin/", "/admin/jobs", "/admin/workers", "/admin/api/overview", "/admin/api/jobs",
+               "/admin/api/workers"]  # fmt: skip
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html
+    return found.group(1)
+
+
+def sign_in(client: FlaskClient, token: str) -> object:
+    form = client.get("/admin/login")
+    return client.post("/admin/login", data={"token": token, "csrf": csrf_of(form.text)})
+
+
+def test_pages_send_you_to_sign_in_first(client: FlaskClient) -> None:
+    r = client.get("/admin/jobs")
+    assert r.status_code == 302 and r.headers["Location"].startswith("/admin/login")
+    assert client.get("/admin/api/overview").status_code == 401
+
+
+def test_an_admin_token_signs_in_to_a_strict_http_only_cookie(client: FlaskClient) -> None:
+    r = sign_in(client, "admin-token")
+    assert r.status_code == 302  # type: ignore[attr-defined]
+    cookie = r.headers["Set-Cookie"]  # type: ignore[attr-defined]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
+    for page in ADMIN_PAGES:
+        assert client.get(page).status_code == 200, page
+
+
+def test_the_cookie_is_secure_over_tls(app: Flask) -> None:
+    client = app.test_client()
+    form = client.get("/admin/login", base_url="https://ladder.example")
+    r = client.post("/admin/login", data={"token": "admin-token", "csrf": csrf_of(form.text)},
+                    base_url="https://ladder.example")  # fmt: skip
+    assert "Secure" in r.headers["Set-Cookie"]
+
+
+def test_wrong_and_non_admin_tokens_cannot_sign_in(
+    client: FlaskClient, user: dict[str, str]
+) -> None:
+    assert sign_in(client, "nope").status_code == 401  # type: ignore[attr-defined]
+    token = user["Authorization"].removeprefix("Bearer ")
+    assert sign_in(client, token).status_code == 403  # type: ignore[attr-defined]
+    assert client.get("/admin/").status_code == 302
+
+
+def test_non_admin_tokens_get_403_on_every_admin_route(
+    app: Flask, client: FlaskClient, user: dict[str, str]
+) -> None:
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith(("/admin", "/api/v1/workers", "/api/v1/stats")):
+            continue
+        if rule.endpoint in {"admin.login", "admin.static"}:
+            continue
+        path = re.sub(r"<[^>]+>", "x", rule.rule)
+        method = "POST" if "POST" in rule.methods else "GET"
+        r = client.open(path, method=method, headers=user)
+        assert r.status_code == 403, (path, r.status_code)
+
+
+def test_forms_need_the_csrf_token(client: FlaskClient) -> None:
+    sign_in(client, "admin-token")
+    assert client.post("/admin/jobs/x/cancel").status_code == 403
+    assert client.post("/admin/jobs/x/retry", data={"csrf": "forged"}).status_code == 403
+    assert client.post("/admin/login", data={"token": "admin-token"}).status_code == 403
+
+
+def test_pages_carry_security_headers_and_load_nothing_from_elsewhere(client: FlaskClient) -> None:
+    sign_in(client, "admin-token")
+    r = client.get("/admin/")
+    assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+    assert r.headers["X-Frame-Options"] == "DENY"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert not re.search(r'(src|href)="(https?:)?//', r.text)
+    with client.get("/admin/static/admin.js") as script:
+        assert script.status_code == 200
+
+
+def test_sign_in_never_redirects_off_the_dashboard(client: FlaskClient) -> None:
+    form = client.get("/admin/login?next=https://evil.example/")
+    r = client.post("/admin/login?next=https://evil.example/",
+                    data={"token": "admin-token", "csrf": csrf_of(form.text)})  # fmt: skip
+    assert r.headers["Location"] == "/admin/"
+
+
+@pytest.mark.parametrize("route", ["/api/v1/workers", "/api/v1/stats"])
+def test_admin_api_routes(
+    client: FlaskClient, admin: dict[str, str], user: dict[str, str], route: str
+) -> None:
+    assert client.get(route).status_code == 401
+    assert client.get(route, headers=user).status_code == 403
+    assert client.get(route, headers=admin).status_code == 200
+
+
+def test_workers_go_offline_after_three_missed_beats(
+    app: Flask, client: FlaskClient, admin: dict[str, str]
+) -> None:
+    redis = app.extensions["ladder"].redis
+    workers.beat(redis, "cpu@a", {"name": "cpu@a", "pool": "cpu"})
+    stale = {"name": "cpu@b", "pool": "cpu", "seen_at": time.time() - 3 * workers.INTERVAL - 1}
+    redis.set("ladder:worker:cpu@b", json.dumps(stale))
+    states = {
+        w["name"]: w["state"]
+        for w in client.get("/api/v1/workers", headers=admin).get_json()["items"]
+    }
+    assert states == {"cpu@a": "online", "cpu@b": "offline"}
