@@ -1,9 +1,9 @@
 """The worker registry in Redis: each worker's heartbeat, what it holds and what it runs.
 
-A worker's main process writes its description under `ladder:worker:<name>` every INTERVAL
-seconds; its child processes add the jobs they run, their tallies and the models they hold
-beside it. A worker not heard from for three intervals is offline; its entry stays a day, so
-that the dashboard shows hosts come and go.
+A worker's main process writes its description, with the jobs it is running, under
+`ladder:worker:<name>` every INTERVAL seconds; its child processes add their tallies and the
+models they hold beside it. A worker not heard from for three intervals is offline; its entry
+stays a day, so that the dashboard shows hosts come and go.
 """
 
 from __future__ import annotations
@@ -33,18 +33,13 @@ def forget(client: Redis, name: str) -> None:
     raw = client.get(_key(name))
     if raw:
         info = json.loads(raw)
-        info["seen_at"], info["stopped"] = 0, True
+        info.update(seen_at=0, stopped=True, running=[])
         client.set(_key(name), json.dumps(info), ex=KEEP_SECONDS)
-    client.delete(_key(name, "running"))
 
 
-def job_started(client: Redis, name: str, job_id: str) -> None:
-    client.sadd(_key(name, "running"), job_id)
-
-
-def job_ended(client: Redis, name: str, job_id: str, status: str) -> None:
+def job_ended(client: Redis, name: str, status: str) -> None:
+    """Count a job a worker finished, by how it ended."""
     pipe = client.pipeline(transaction=False)
-    pipe.srem(_key(name, "running"), job_id)
     pipe.hincrby(_key(name, "counts"), status, 1)
     pipe.expire(_key(name, "counts"), KEEP_SECONDS)
     pipe.execute()
@@ -67,9 +62,7 @@ def prune_models(client: Redis, name: str, pids: set[int]) -> None:
 def all_workers(client: Redis) -> list[dict[str, Any]]:
     """Every worker heard from in the last day, with `state` online or offline."""
     keys = (_text(k) for k in client.scan_iter(match=PREFIX + "*", count=1000))
-    names = sorted(
-        k.removeprefix(PREFIX) for k in keys if not k.endswith((":running", ":counts", ":models"))
-    )
+    names = sorted(k.removeprefix(PREFIX) for k in keys if not k.endswith((":counts", ":models")))
     now = time.time()
     result = []
     for name in names:
@@ -77,8 +70,9 @@ def all_workers(client: Redis) -> list[dict[str, Any]]:
         if not raw:
             continue
         info = json.loads(raw)
-        info["state"] = "online" if now - info.get("seen_at", 0) <= OFFLINE_AFTER else "offline"
-        info["running"] = sorted(_text(j) for j in client.smembers(_key(name, "running")))
+        online = now - info.get("seen_at", 0) <= OFFLINE_AFTER
+        info["state"] = "online" if online else "offline"
+        info["running"] = info.get("running", []) if online else []
         info["counts"] = {_text(k): int(v) for k, v in client.hgetall(_key(name, "counts")).items()}
         info["models"] = [json.loads(v) for v in client.hgetall(_key(name, "models")).values()]
         result.append(info)

@@ -23,9 +23,8 @@ def execute(app: LadderCelery, job_id: str, worker: str, time_limit: float | Non
     if job is None:
         log.info("job %s: nothing to run (finished, cancelled or already taken)", job_id)
         return
-    _tell_registry(workers.job_started, app, worker, job_id)
     status = _attempt(app, job, job_id, worker, time_limit)
-    _tell_registry(workers.job_ended, app, worker, job_id, status)
+    _tell_registry(workers.job_ended, app, worker, status)
 
 
 def _tell_registry(call: Callable[..., None], app: LadderCelery, *args: str) -> None:

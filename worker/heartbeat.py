@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
+from celery.worker import state as worker_state
 
 from shared import workers
 from worker.app import LadderCelery
@@ -69,6 +70,8 @@ def install(app: LadderCelery) -> None:
                     "name": name, "hostname": platform.node(), "pid": os.getpid(), "pool": pool,
                     "queues": queues, "concurrency": len(children) or 1,
                     "device": describe_device(pool), "started_at": started,
+                    # What the worker really holds now (a killed child's job drops out here).
+                    "running": sorted(r.id for r in list(worker_state.active_requests)),
                 }  # fmt: skip
                 try:
                     workers.beat(app.redis, name, info)

@@ -3,26 +3,43 @@
 from __future__ import annotations
 
 import re
+import time
+from typing import Any
 
 from sqlalchemy import func, select
 
 from api import create_app
 from shared.db import Database
 from shared.models import Job
+from shared.workers import INTERVAL
 from tests.integration.conftest import Stack
+from tests.integration.test_job_path import LONG
 from worker.app import TASK_NAME, create_celery
 
 
 def test_the_worker_registry_shows_the_live_worker_with_its_device_and_tallies(
     stack: Stack,
 ) -> None:
-    stack.client.wait(stack.client.submit({"n": 12})["id"])
+    long_job = stack.client.submit(LONG)
+    stack.client.wait(long_job["id"], "running")
+    deadline = time.monotonic() + 3 * INTERVAL
+    while long_job["id"] not in mine(stack)["running"]:  # the next heartbeat says so
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    stack.client.wait(long_job["id"], timeout=120)
+    while mine(stack)["running"]:
+        assert time.monotonic() < deadline + 120
+        time.sleep(0.2)
+    found = mine(stack)
+    assert found["state"] == "online" and found["pool"] == "cpu"
+    assert found["device"]["cores"] >= 1 and found["device"]["ram_bytes"] > 0
+    assert found["counts"]["succeeded"] >= 1
+
+
+def mine(stack: Stack) -> dict[str, Any]:
     workers = stack.client.call("GET", "/api/v1/workers").json()["items"]
-    (mine,) = [w for w in workers if w["name"].startswith(f"{stack.worker.name}@")]
-    assert mine["state"] == "online" and mine["pool"] == "cpu"
-    assert mine["device"]["cores"] >= 1 and mine["device"]["ram_bytes"] > 0
-    assert mine["counts"]["succeeded"] >= 1
-    assert mine["running"] == []
+    (found,) = [w for w in workers if w["name"].startswith(f"{stack.worker.name}@")]
+    return found
 
 
 def test_stats_count_jobs_and_read_queue_depths_from_redis(stack: Stack) -> None:
