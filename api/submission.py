@@ -18,7 +18,7 @@ from api.requests import SubmitRequest
 from shared import jobs, kinds, streams, workers
 from shared.kinds import FieldError, InvalidParams, Kind
 from shared.models import Job, JobStatus
-from worker.app import TASK_NAME, redis_priority
+from worker.app import enqueue
 
 MAX_IDEMPOTENCY_KEY = 255
 
@@ -123,17 +123,8 @@ def _by_idempotency_key(caller: Caller, key: str, digest: str) -> Job | None:
 def send(job: Job) -> None:
     """Queue the committed job; if the broker refuses, undo the row so that nothing half-exists."""
     ctx = ladder()
-    limit = ctx.settings.time_limit(job.kind)
     try:
-        ctx.celery.send_task(
-            TASK_NAME,
-            args=[job.id],
-            task_id=job.id,
-            queue=job.queue,
-            priority=redis_priority(job.priority),
-            time_limit=limit,
-            soft_time_limit=limit - max(1, limit // 20),
-        )
+        enqueue(ctx.celery, job.id, job.kind, job.queue, job.priority)
     except Exception:
         current_app.logger.exception("could not queue job %s", job.id)
         with ctx.db.session() as session:

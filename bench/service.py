@@ -168,7 +168,7 @@ class Bare:
         self.counter = redis.Redis.from_url(BROKER_URL)
         self.counter.delete(COUNTER)
 
-    def worker(self) -> Popen[bytes]:
+    def worker(self, pool: str = "solo") -> Popen[bytes]:
         log = self.tmp / "bare.log"
         process = start(
             [
@@ -176,8 +176,11 @@ class Bare:
                 "-A",
                 "bench.bare_celery",
                 "worker",
-                "-P",
-                "solo",
+                *(
+                    ["-P", "solo"]
+                    if pool == "solo"
+                    else ["-P", "prefork", "-c", str(os.cpu_count())]
+                ),
                 "--loglevel",
                 "INFO",
                 "--without-mingle",
@@ -198,10 +201,10 @@ class Bare:
             self.noop.delay()
         return (time.process_time() - cpu) / N
 
-    def drain(self) -> dict[str, float]:
+    def drain(self, pool: str = "solo") -> dict[str, float]:
         self.counter.delete(self.counter_key)
         send_cpu = self.send_all()
-        worker = self.worker()
+        worker = self.worker(pool)
         ready = time.perf_counter()
         wait_done(self.done)
         stop(worker)
@@ -231,6 +234,7 @@ def main() -> None:
         flush()
         bare = Bare(Path(tmp))
         bare_drain = bare.drain()
+        bare_prefork = bare.drain("prefork")
         bare_e2e = bare.end_to_end()
     flush()
     cores = os.cpu_count()
@@ -248,10 +252,13 @@ at once, on the same {cores} cores as the client. Latency: the row's finished_at
 | Ladder | {ours_drain["jobs_per_s"]:.0f} | {ours["jobs_per_s"]:.0f} \
 | {ours_drain["submit_per_s"]:.0f} | {ours["p50"] * 1000:.0f} ms | {ours["p95"] * 1000:.0f} ms |
 | bare Celery | {bare_drain["jobs_per_s"]:.0f} | {bare_e2e["jobs_per_s"]:.0f} | — | — | — |
+| bare Celery, prefork ×{cores} (Ladder's pool) | {bare_prefork["jobs_per_s"]:.0f} | — | — | — | — |
 | Ladder / bare | {ours_drain["jobs_per_s"] / bare_drain["jobs_per_s"]:.2f}× \
 | {ours["jobs_per_s"] / bare_e2e["jobs_per_s"]:.2f}× | | | |
 
-Bare `.delay()` costs the producer {bare_drain["delay_ms"]:.2f} ms of CPU a task.
+Bare `.delay()` costs the producer {bare_drain["delay_ms"]:.2f} ms of CPU a task. Ladder's
+worker needs the prefork pool (hard time limits and stopping a running job kill a child
+process); the second bare row is the same no-op on that pool, to show what the pool itself costs.
 """,
     )
 

@@ -63,6 +63,8 @@ class Settings:
     """Signs the dashboard's session cookie; by default derived from the admin token."""
     max_body_bytes: int = 1_048_576
     max_artifact_bytes: int = 16 * 1_048_576
+    reconcile_after: int = 60
+    """Seconds before a queued job missing from Redis, or a dead worker's job, is sent again."""
     max_attempts: int = 3
     """A job whose worker dies this many times fails with `worker_lost`."""
     page_limit: int = 100
@@ -100,6 +102,7 @@ class Settings:
             ("max_body_bytes", "LADDER_MAX_BODY_BYTES"),
             ("max_artifact_bytes", "LADDER_MAX_ARTIFACT_BYTES"),
             ("max_attempts", "LADDER_MAX_ATTEMPTS"),
+            ("reconcile_after", "LADDER_RECONCILE_AFTER"),
             ("model_cache_bytes", "LADDER_MODEL_CACHE_BYTES"),
         ]:
             if var in env:

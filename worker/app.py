@@ -70,12 +70,28 @@ def create_celery(settings: Settings) -> LadderCelery:
         },
         worker_send_task_events=True,
     )
-    from worker import heartbeat, tasks  # they need the app they register on: import late
+    # They need the app they register on: import late.
+    from worker import heartbeat, reconciler, tasks
 
     tasks.register(app)
     worker_process_init.connect(lambda **_: app.after_fork(), weak=False)
     heartbeat.install(app)
+    reconciler.install(app)
     return app
+
+
+def enqueue(app: LadderCelery, job_id: str, kind: str, queue: str, priority: int) -> None:
+    """Send a job's message: its id only, with the kind's time limits."""
+    limit = app.settings.time_limit(kind)
+    app.send_task(
+        TASK_NAME,
+        args=[job_id],
+        task_id=job_id,
+        queue=queue,
+        priority=redis_priority(priority),
+        time_limit=limit,
+        soft_time_limit=limit - max(1, limit // 20),
+    )
 
 
 def redis_priority(priority: int) -> int:

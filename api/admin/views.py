@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -16,6 +25,7 @@ from api.problems import Problem
 from api.representation import job_json
 from shared import jobs, kinds, streams, workers
 from shared.models import Artifact, Job, JobStatus
+from worker.app import enqueue
 
 bp = Blueprint(
     "admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static"
@@ -117,10 +127,14 @@ def cancel(job_id: str) -> BaseResponse:
 def retry(job_id: str) -> BaseResponse:
     ctx = ladder()
     if jobs.retry(ctx.db, job_id):
-        ctx.redis.delete(streams.stream_key(job_id), streams.cancel_key(job_id))
         job = _job(job_id)
-        if job is not None:
-            submission.send(job)
+        try:
+            ctx.redis.delete(streams.stream_key(job_id), streams.cancel_key(job_id))
+            if job is not None:
+                enqueue(ctx.celery, job.id, job.kind, job.queue, job.priority)
+        except Exception:
+            # The row is queued again either way; the reconciler re-sends what never left.
+            current_app.logger.warning("could not queue the retry of %s", job_id, exc_info=True)
     return redirect(url_for("admin.job_page", job_id=job_id))
 
 

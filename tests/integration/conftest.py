@@ -91,6 +91,8 @@ def start_worker(settings: Settings, log: Path, name: str, concurrency: int = 1)
         "BROKER_URL": settings.broker_url,
         "LADDER_MODELS_DIR": str(settings.models_dir),
         "LADDER_DEFAULT_GENERATE_MODEL": settings.default_generate_model,
+        # Reconcile within seconds, not the minute of production, so that tests can see it.
+        "LADDER_RECONCILE_AFTER": "2",
         "PYTHONPATH": str(ROOT),
     }
     argv = [
