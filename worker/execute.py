@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.exc import OperationalError
 
 from shared import jobs, kinds, workers
 from shared.kinds import InvalidParams, Outcome
@@ -52,13 +54,12 @@ def _attempt(
         log.exception("job %s failed", job_id)
         error = jobs.error("internal", f"{type(exc).__name__}: {exc}"[:1000])
     if error is not None or outcome is None:
-        jobs.finish(
-            db, job_id, job.attempt, JobStatus.FAILED, error=error, started_at=job.started_at
-        )
+        _persist(lambda: jobs.finish(db, job_id, job.attempt, JobStatus.FAILED, error=error,
+                                     started_at=job.started_at))  # fmt: skip
         return JobStatus.FAILED
-    done = jobs.finish(
-        db, job_id, job.attempt, JobStatus.SUCCEEDED, result=outcome.result,
-        artifacts=outcome.artifacts, started_at=job.started_at,
+    done = _persist(
+        lambda: jobs.finish(db, job_id, job.attempt, JobStatus.SUCCEEDED, result=outcome.result,
+                            artifacts=outcome.artifacts, started_at=job.started_at)
     )  # fmt: skip
     if not done:
         # Cancelled while it ran: keep what it made (a generation's text so far) on the row.
@@ -66,6 +67,21 @@ def _attempt(
         log.info("job %s was cancelled while running (partial result kept: %s)", job_id, kept)
         return JobStatus.CANCELLED
     return JobStatus.SUCCEEDED
+
+
+def _persist(write: Callable[[], bool], seconds: float = 120) -> bool:
+    """Retry a write while the database is away (a restart, a failover), then give up: the
+    reconciler sends the job again once the row is reachable and nobody holds the job."""
+    deadline, pause = time.monotonic() + seconds, 0.5
+    while True:
+        try:
+            return write()
+        except OperationalError:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning("database unavailable; retrying the write in %.1f s", pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 def _too_big(outcome: Outcome, limit: int) -> dict[str, str] | None:

@@ -6,9 +6,9 @@ jobs it had taken (Redis would hand those back only after the visibility timeout
 worker runs this loop; a lock in Redis lets one of them do a pass at a time. A pass re-sends:
 
 - a `queued` job older than `reconcile_after` seconds whose message is nowhere in Redis;
-- a `running` job whose worker has gone offline (its old, unacknowledged message is dropped,
-  so that Redis cannot hand it back as well). The next attempt is counted as any other, so a
-  job whose workers keep dying still ends as `worker_lost`.
+- a `running` job whose worker has gone offline, or no longer holds it (its old,
+  unacknowledged message is dropped, so that Redis cannot hand it back as well). The next
+  attempt is counted as any other, so a job whose workers keep dying ends as `worker_lost`.
 """
 
 from __future__ import annotations
@@ -87,9 +87,14 @@ def reconcile(app: LadderCelery, suspects: set[str]) -> tuple[list[str], set[str
     if not queued and not running:
         return [], set()
     waiting, taken = waiting_in_redis(client), taken_in_redis(client)
-    online = {w["name"] for w in workers.live(client)}
+    holding = {w["name"]: set(w.get("running", [])) for w in workers.live(client)}
     lost = {row.id for row in queued if row.id not in waiting and row.id not in taken}
-    lost |= {row.id for row in running if row.worker not in online and row.id not in waiting}
+    # Running, but its worker is gone or no longer holds it (a write that never landed).
+    lost |= {
+        row.id
+        for row in running
+        if row.id not in holding.get(row.worker or "", set()) and row.id not in waiting
+    }
     resent = []
     for job_id, kind, queue, priority in queued:
         if job_id in lost & suspects:
