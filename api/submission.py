@@ -81,8 +81,12 @@ def route(kind: Kind, device: str, params: Any) -> str:
         return kind.pools[0]  # nothing to choose: no need to ask Redis
     live = workers.live_pools(ladder().redis)
     if device == "auto":
-        able = [pool for pool in kind.pools if not kind.check_device(params, pool)]
-        chosen = next((pool for pool in able if pool in live), (able or kind.pools)[-1])
+        able = [pool for pool in kind.pools if not kind.check_device(params, pool)] or [
+            kind.pools[0]
+        ]
+        # With no able pool live, queue where waiting is fine: anywhere but an absent GPU.
+        waiting = next((pool for pool in able if pool != "gpu"), able[0])
+        chosen = next((pool for pool in able if pool in live), waiting)
     else:
         chosen = device
     if chosen == "gpu" and "gpu" not in live:

@@ -66,8 +66,9 @@ def weights_sha256(entry: ModelEntry) -> str:
     return digest.hexdigest()
 
 
-def load_encoder(entry: ModelEntry) -> Loaded:
-    """A model whose attentions can be read: eager attention, since SDPA returns none."""
+def load_encoder(entry: ModelEntry, device: str = "cpu") -> Loaded:
+    """A model whose attentions can be read: eager attention, since SDPA returns none.
+    `device` is a torch device: "cpu", or "cuda" on a GPU worker."""
     from transformers import AutoModel, AutoTokenizer
 
     started = time.perf_counter()
@@ -80,7 +81,7 @@ def load_encoder(entry: ModelEntry) -> Loaded:
     path = str(entry.path)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = AutoModel.from_pretrained(path, local_files_only=True, attn_implementation="eager")
-    model.eval()
+    model.to(device).eval()
     nbytes = model_bytes(model)
     return Loaded(entry, model, tokenizer, sha256, nbytes, time.perf_counter() - started)
 

@@ -212,5 +212,6 @@ KIND = Kind(
     params_model=AttentionParams,
     check_limits=check_limits,
     limits=lambda settings: dataclasses.asdict(settings.attention),
-    pools=("cpu",),
+    # The CPU by default; the GPU pool when a job asks for it and a GPU worker is online.
+    pools=("cpu", "gpu"),
 )

@@ -45,6 +45,7 @@ def analyse_text(params: TextAttention, loaded: Loaded, settings: Settings) -> O
     )
     full_length = len(tokenizer(params.text, params.text_pair)["input_ids"])
     special = encoding.pop("special_tokens_mask")[0].numpy().astype(bool)
+    encoding = encoding.to(model.device)
     with torch.inference_mode():
         output = model(**encoding, output_attentions=True, output_hidden_states=True)
     forward_seconds = time.perf_counter() - started
@@ -52,10 +53,10 @@ def analyse_text(params: TextAttention, loaded: Loaded, settings: Settings) -> O
         # SDPA and flash attention return no weights, silently: never report an empty analysis.
         raise ModelError(f"model {loaded.entry.name!r} returned no attention weights")
     # float32, as the model computed them: the statistics are reported to 6 decimals.
-    attentions = torch.stack(output.attentions)[:, 0].numpy()
+    attentions = torch.stack(output.attentions)[:, 0].float().cpu().numpy()
     layers, heads, size, _ = attentions.shape
 
-    ids = encoding["input_ids"][0].tolist()
+    ids = encoding["input_ids"][0].cpu().tolist()
     tokens = tokenizer.convert_ids_to_tokens(ids)
     flags = TokenFlags(
         special=special,
@@ -184,7 +185,7 @@ def value_norms(model: Any, hidden_states: Any, heads: int) -> Array | None:
             # tokens × hidden products themselves.
             gram = out.transpose(1, 2) @ out  # heads × d_head × d_head
             squared = ((per_head @ gram) * per_head).sum(-1)
-            result.append(squared.clamp(min=0).sqrt().numpy())
+            result.append(squared.clamp(min=0).sqrt().float().cpu().numpy())
     return np.stack(result)
 
 

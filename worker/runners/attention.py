@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
+
+import torch
+
 from shared.kinds import FieldError, InvalidParams, Outcome
 from shared.kinds.attention import AttentionParams, MatrixAttention
 from shared.registry import UnknownModel, resolve
@@ -20,7 +24,10 @@ def run(params: AttentionParams, context: RunContext) -> Outcome:
         entry = resolve(spec.model, settings.models_dir)
     except UnknownModel as exc:
         raise InvalidParams([FieldError("params.model", str(exc))]) from None
-    loaded = cache(settings.model_cache_bytes).get(entry, "encoder", load_encoder)
-    plan = {"device": "cpu", "dtype": "fp32"}
+    # On a GPU worker the model runs on its GPU; the statistics are computed on the CPU.
+    device = "cuda" if context.pool == "gpu" and torch.cuda.is_available() else "cpu"
+    loader = partial(load_encoder, device=device)
+    loaded = cache(settings.model_cache_bytes).get(entry, f"encoder:{device}", loader)
+    plan = {"device": "gpu" if device == "cuda" else "cpu", "dtype": "fp32"}
     context.hold_model(entry.name, {"purpose": "attention", "plan": plan, "bytes": loaded.nbytes})
     return analyse_text(spec, loaded, settings)

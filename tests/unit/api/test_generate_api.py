@@ -124,3 +124,18 @@ def test_a_precision_the_chosen_pool_cannot_run_is_refused(
     assert r.status_code == 422
     assert r.get_json()["errors"][0]["field"] == "params.quantization"
     assert "cannot run fp16" in r.get_json()["errors"][0]["message"]
+
+
+def test_attention_runs_on_the_cpu_unless_the_gpu_is_asked_for(
+    app: Flask, client: FlaskClient, user: dict[str, str]
+) -> None:
+    body = {"kind": "attention", "params": {"text": "Hi"}}
+    assert client.post("/api/v1/jobs", json=body, headers=user).get_json()["queue"] == "cpu"
+    assert (
+        client.post("/api/v1/jobs", json={**body, "device": "gpu"}, headers=user).status_code == 422
+    )
+    gpu_online(app)
+    workers.beat(app.extensions["ladder"].redis, "cpu@test", {"name": "cpu@test", "pool": "cpu"})
+    assert client.post("/api/v1/jobs", json=body, headers=user).get_json()["queue"] == "cpu"
+    on_gpu = client.post("/api/v1/jobs", json={**body, "device": "gpu"}, headers=user)
+    assert on_gpu.status_code == 202 and on_gpu.get_json()["queue"] == "gpu"
