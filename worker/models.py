@@ -118,9 +118,6 @@ class ModelCache:
     def nbytes(self) -> int:
         return sum(m.nbytes for m in self._models.values())
 
-    def names(self) -> list[str]:
-        return [name for name, _, _ in self._models]
-
 
 _cache: ModelCache | None = None
 

@@ -187,7 +187,3 @@ def value_norms(model: Any, hidden_states: Any, heads: int) -> Array | None:
             squared = ((per_head @ gram) * per_head).sum(-1)
             result.append(squared.clamp(min=0).sqrt().float().cpu().numpy())
     return np.stack(result)
-
-
-def _rounded(stats: dict[str, Any]) -> dict[str, Any]:
-    return {k: round(v, 6) if isinstance(v, float) else v for k, v in stats.items()}
