@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import (
@@ -18,11 +19,13 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
 from api import stats, submission
-from api.admin.session import admin_page, check_csrf, csrf_token, sign_in
+from api.admin.session import admin_page, check_csrf, csrf_token, current_admin, sign_in
+from api.auth import authenticate
 from api.context import ladder
 from api.events import follow
 from api.problems import Problem
 from api.representation import job_json
+from api.requests import parse_submit
 from shared import jobs, kinds, streams, workers
 from shared.models import Artifact, Job, JobStatus
 from worker.app import enqueue
@@ -94,7 +97,30 @@ def jobs_page() -> str | BaseResponse:
     if wanted:
         return redirect(url_for("admin.job_page", job_id=wanted))
     return render_template("admin/jobs.html", kind=request.args.get("kind", ""),
-                           status=request.args.get("status", ""))  # fmt: skip
+                           status=request.args.get("status", ""), new_kind="stairs",
+                           new_params='{"n": 10}', error=None)  # fmt: skip
+
+
+@bp.post("/jobs")
+@admin_page
+def submit() -> str | BaseResponse | tuple[str, int]:
+    """Submit a job from the dashboard, as the signed-in admin key."""
+    caller = current_admin() or authenticate(ladder().db)
+    kind, raw = request.form.get("kind", ""), request.form.get("params", "") or "{}"
+    try:
+        params = json.loads(raw)
+        body = {"kind": kind, "params": params}
+        job = submission.submit(caller, parse_submit(body), body, None)
+    except ValueError:
+        return _jobs_page(kind, raw, "params is not valid JSON"), 400
+    except Problem as problem:
+        return _jobs_page(kind, raw, problem.detail), problem.status
+    return redirect(url_for("admin.job_page", job_id=job.id))
+
+
+def _jobs_page(kind: str, params: str, error: str) -> str:
+    return render_template("admin/jobs.html", kind="", status="", new_kind=kind,
+                           new_params=params, error=error)  # fmt: skip
 
 
 @bp.get("/jobs/<job_id>")

@@ -71,6 +71,13 @@ def test_the_dashboard_end_to_end(stack: Stack, page: object) -> None:
     assert len([u for u in p.requests if u.endswith("/admin/jobs")]) == navigations  # type: ignore[attr-defined]
     shot(p, "jobs")
 
+    # A job submitted from the dashboard itself: its page follows it to the end.
+    p.select_option("#new-job select[name=kind]", "stairs")  # type: ignore[attr-defined]
+    p.fill("#new-job input[name=params]", '{"n": 42, "modulus": 1000}')  # type: ignore[attr-defined]
+    p.click("#new-job button[type=submit]")  # type: ignore[attr-defined]
+    p.locator("#status.succeeded").wait_for()  # type: ignore[attr-defined]
+    assert '"value": "' + str(433494437 % 1000) + '"' in p.inner_text("#result")  # type: ignore[attr-defined]
+
     # Cancel a queued job: the one worker process is busy with a long one.
     busy = stack.client.submit(LONG)
     stack.client.wait(busy["id"], "running")

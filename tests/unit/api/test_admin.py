@@ -11,6 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from shared import workers
+from shared.db import Database
+from tests.unit.api.test_jobs import job_count
 
 ADMIN_PAGES = ["/admin/", "/admin/jobs", "/admin/workers", "/admin/api/overview", "/admin/api/jobs",
                "/admin/api/workers"]  # fmt: skip
@@ -119,3 +121,17 @@ def test_workers_go_offline_after_three_missed_beats(
         for w in client.get("/api/v1/workers", headers=admin).get_json()["items"]
     }
     assert states == {"cpu@a": "online", "cpu@b": "offline"}
+
+
+def test_jobs_can_be_submitted_from_the_dashboard(client: FlaskClient, db: Database) -> None:
+    sign_in(client, "admin-token")
+    csrf = csrf_of(client.get("/admin/jobs").text)
+    bad = client.post("/admin/jobs", data={"kind": "stairs", "params": '{"n": -1}', "csrf": csrf})
+    assert bad.status_code == 422 and "params.n" in bad.text
+    broken = client.post("/admin/jobs", data={"kind": "stairs", "params": "{n:", "csrf": csrf})
+    assert broken.status_code == 400 and "not valid JSON" in broken.text
+    assert job_count(db) == 0
+    good = client.post("/admin/jobs", data={"kind": "stairs", "params": '{"n": 5}', "csrf": csrf})
+    assert good.status_code == 302 and good.headers["Location"].startswith("/admin/jobs/")
+    assert job_count(db) == 1
+    assert client.post("/admin/jobs", data={"kind": "stairs", "params": "{}"}).status_code == 403
