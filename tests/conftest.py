@@ -23,6 +23,17 @@ def need(service: str, reason: str) -> None:
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model registry holding a tiny GLM-4 of random weights, built here from a config."""
+    from tests.tiny_models import build_tiny_glm4
+
+    root = tmp_path_factory.mktemp("models")
+    (root / "tiny-glm4").mkdir()
+    build_tiny_glm4(root / "tiny-glm4")
+    return root
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path}/ladder.db"

@@ -23,7 +23,6 @@ from shared.config import Settings
 from shared.schema import upgrade
 from tests.conftest import need
 from tests.integration.http import Client
-from tests.tiny_models import build_tiny_glm4
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS = os.environ.get("LADDER_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -138,20 +137,11 @@ class Stack:
     base_url: str
 
 
-@pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The stacks' model registry: a tiny GLM-4 of random weights, built here."""
-    root = tmp_path_factory.mktemp("models")
-    (root / "tiny-glm4").mkdir()
-    build_tiny_glm4(root / "tiny-glm4")
-    return root
-
-
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def stack(
     request: pytest.FixtureRequest,
     redis_base: str,
-    models_dir: Path,
+    tiny_models: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     backend: str = request.param
@@ -167,7 +157,7 @@ def stack(
         database_url=database_url,
         broker_url=broker_url,
         admin_token=ADMIN_TOKEN,
-        models_dir=models_dir,
+        models_dir=tiny_models,
         default_generate_model="tiny-glm4",
     )
     app = create_app(settings)

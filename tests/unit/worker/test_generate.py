@@ -14,7 +14,6 @@ from shared.config import Settings
 from shared.kinds import InvalidParams, get
 from shared.kinds.generate import GenerateParams
 from shared.registry import resolve
-from tests.tiny_models import build_tiny_glm4
 from worker.context import RunContext
 from worker.generate import loading
 from worker.generate.run import prompt_text
@@ -23,12 +22,9 @@ from worker.runners.generate import run
 SMOLLM2 = Path("var/models")
 
 
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("generate-models")
-    (root / "tiny-glm4").mkdir()
-    build_tiny_glm4(root / "tiny-glm4")
-    return root
+@pytest.fixture
+def tiny_dir(tiny_models: Path) -> Path:
+    return tiny_models
 
 
 @pytest.fixture
