@@ -10,8 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.config import Settings
+from shared.db import Database
 from shared.kinds import InvalidParams, get
 from shared.kinds.stairs import ways
+from tests.unit.api.test_jobs import job_count
 from tests.unit.shared.test_stairs import oracle
 
 JSON = st.recursive(
@@ -78,16 +80,19 @@ def test_any_params_parse_or_are_refused_cleanly(case: tuple[str, dict[str, Any]
 def test_any_submission_is_202_400_or_422(
     client: FlaskClient,
     user: dict[str, str],
+    db: Database,
     case: tuple[str, dict[str, Any]],
     device: str,
     priority: Any,
 ) -> None:
     kind, params = case
+    before = job_count(db)
     body = {"kind": kind, "params": params, "device": device, "priority": priority}
     r = client.post("/api/v1/jobs", json=body, headers=user)
     assert r.status_code in {202, 400, 422}, r.get_json()
     if r.status_code != 202:
         assert r.mimetype == "application/problem+json" and r.get_json()["detail"]
+        assert job_count(db) == before  # refused: nothing left behind
 
 
 @settings(max_examples=200, deadline=None)
