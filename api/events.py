@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import RedisError
-from sqlalchemy import select
 
 from api.context import ladder
 from api.representation import job_json
-from shared import streams
+from shared import jobs, streams
 from shared.models import Job, JobStatus
 
 KEEP_ALIVE_SECONDS = 15
@@ -70,8 +69,7 @@ def _read(job_id: str, cursor: str, block_ms: int | None) -> list[tuple[str, str
 
 
 def _load(job_id: str) -> Job | None:
-    with ladder().db.session() as session:
-        return session.scalars(select(Job).where(Job.id == job_id)).first()
+    return jobs.find(ladder().db, job_id)
 
 
 def keep_alive_every(poll_seconds: float) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,11 +17,12 @@ from api.events import follow, keep_alive_every
 from api.problems import Problem, invalid
 from api.representation import job_json, job_url
 from api.requests import int_arg, json_body, parse_submit
-from shared import kinds
+from shared import jobs, kinds
 from shared.kinds import FieldError
-from shared.models import Artifact, Job, JobStatus
+from shared.models import Job, JobStatus
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1")
+KIND_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 @bp.post("/jobs")
@@ -47,6 +49,9 @@ def list_jobs() -> dict[str, Any]:
     if not caller.is_admin:
         query = query.where(Job.api_key_id == caller.key_id)
     if kind := request.args.get("kind"):
+        # A kind retired from this installation may still have jobs: any well-formed name goes.
+        if not KIND_NAME.match(kind):
+            raise invalid([FieldError("kind", "is not a kind name (a-z, 0-9, _; up to 32)")])
         query = query.where(Job.kind == kind)
     if status := request.args.get("status"):
         if status not in set(JobStatus):
@@ -114,10 +119,7 @@ def events(job_id: str) -> Response:
 @bp.get("/jobs/<job_id>/artifacts/<name>")
 def artifact(job_id: str, name: str) -> Response:
     job = _visible_job(job_id)
-    with ladder().db.session() as session:
-        found = session.scalars(
-            select(Artifact).where(Artifact.job_id == job.id, Artifact.name == name)
-        ).first()
+    found = jobs.find_artifact(ladder().db, job.id, name)
     if found is None:
         raise Problem(404, f"job {job_id} has no artifact named {name!r}")
     return Response(
@@ -150,19 +152,14 @@ def list_kinds() -> dict[str, Any]:
 def _visible_job(job_id: str) -> Job:
     """The job if the caller may see it: its own, or any for an admin; else 404."""
     caller = authenticate(ladder().db)
-    job = _find(job_id)
+    job = jobs.find(ladder().db, job_id)
     if job is None or not (caller.is_admin or job.api_key_id == caller.key_id):
         raise Problem(404, f"no job {job_id}")
     return job
 
 
-def _find(job_id: str) -> Job | None:
-    with ladder().db.session() as session:
-        return session.scalars(select(Job).where(Job.id == job_id)).first()
-
-
 def _current(job_id: str) -> Job:
-    job = _find(job_id)
+    job = jobs.find(ladder().db, job_id)
     if job is None:
         raise Problem(404, f"no job {job_id}")
     return job

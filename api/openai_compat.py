@@ -13,7 +13,6 @@ from typing import Any
 
 from flask import Blueprint, Response, stream_with_context
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
-from sqlalchemy import select
 
 from api import submission
 from api.auth import authenticate
@@ -21,7 +20,7 @@ from api.context import ladder
 from api.events import follow, keep_alive_every
 from api.problems import Problem, invalid
 from api.requests import SubmitRequest, json_body
-from shared import registry
+from shared import jobs, registry
 from shared.kinds import FieldError
 from shared.kinds.generate import describe_entry, is_generative
 from shared.models import Job, JobStatus
@@ -96,8 +95,7 @@ def chat_completions() -> Response:
 def _wait(job_id: str, seconds: float) -> Job:
     deadline = time.monotonic() + seconds
     while True:
-        with ladder().db.session() as session:
-            job = session.scalars(select(Job).where(Job.id == job_id)).first()
+        job = jobs.find(ladder().db, job_id)
         if job is not None and JobStatus(job.status).finished:
             return job
         if time.monotonic() > deadline:

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask, Response, has_request_context, json, request
 from kombu.exceptions import OperationalError as BrokerError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from shared.kinds import FieldError
@@ -84,6 +84,13 @@ def init_app(app: Flask) -> None:
         detail = exc.description or HTTPStatus(status).description
         headers = {k: v for k, v in exc.get_headers() if k.lower() in {"allow", "www-authenticate"}}
         return problem_response(Problem(status, detail, headers=headers))
+
+    @app.errorhandler(DataError)
+    def _unstorable(exc: DataError) -> Response:
+        # A value the database refuses (a NUL byte in PostgreSQL text, say): the request's
+        # fault, not an outage, so no Retry-After.
+        log.warning("database refused a value: %s", exc)
+        return problem_response(Problem(400, "a value in the request cannot be stored"))
 
     @app.errorhandler(DBAPIError)
     def _database(exc: DBAPIError) -> Response:

@@ -38,10 +38,11 @@ def submit(caller: Caller, req: SubmitRequest, body: Any, key: str | None) -> Jo
     errors = [FieldError(f"params.{e.field}", e.message) for e in kind.check_device(params, queue)]
     if errors:
         raise invalid(errors)
-    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
-        raise invalid(
-            [FieldError("Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters")]
-        )
+    if key is not None and not (
+        0 < len(key) <= MAX_IDEMPOTENCY_KEY and all(" " <= c <= "~" for c in key)
+    ):
+        message = f"must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"
+        raise invalid([FieldError("Idempotency-Key", message)])
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     if key is not None and (existing := _by_idempotency_key(caller, key, digest)) is not None:
         return existing

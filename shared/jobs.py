@@ -6,17 +6,42 @@ however workers race, a job starts an attempt once, and finishes once.
 
 from __future__ import annotations
 
+import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared.db import Database
 from shared.models import Artifact, Job, JobStatus, utcnow
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def find(db: Database, job_id: str) -> Job | None:
+    """The job with this id; None for an id that is not one (no query is made for it, so a
+    hostile id never reaches the database)."""
+    try:
+        if str(uuid.UUID(job_id)) != job_id:
+            return None
+    except ValueError:
+        return None
+    with db.session() as session:
+        return session.scalars(select(Job).where(Job.id == job_id)).first()
+
+
+def find_artifact(db: Database, job_id: str, name: str) -> Artifact | None:
+    """A file a job made; None for a name no job could have made (no query is made for it)."""
+    if not ARTIFACT_NAME.match(name):
+        return None
+    with db.session() as session:
+        return session.scalars(
+            select(Artifact).where(Artifact.job_id == job_id, Artifact.name == name)
+        ).first()
 
 
 def error(code: str, message: str) -> dict[str, str]:

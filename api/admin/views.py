@@ -225,15 +225,11 @@ def job_events(job_id: str) -> Response:
 @bp.get("/jobs/<job_id>/artifacts/<name>")
 @admin_page
 def artifact(job_id: str, name: str) -> Response:
-    with ladder().db.session() as s:
-        found = s.scalars(
-            select(Artifact).where(Artifact.job_id == job_id, Artifact.name == name)
-        ).first()
+    found = jobs.find_artifact(ladder().db, job_id, name)
     if found is None:
         raise Problem(404, f"job {job_id} has no artifact named {name!r}")
     return Response(found.data, mimetype=found.content_type)
 
 
 def _job(job_id: str) -> Job | None:
-    with ladder().db.session() as s:
-        return s.scalars(select(Job).where(Job.id == job_id)).first()
+    return jobs.find(ladder().db, job_id)

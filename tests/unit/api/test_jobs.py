@@ -259,3 +259,39 @@ def test_a_database_that_is_down_gives_503_not_500(settings: Settings, tmp_path:
     assert "database" in r.get_json()["detail"]
     assert client.get("/readyz").status_code == 503
     app.extensions["ladder"].db.engine.dispose()
+
+
+@pytest.mark.parametrize("job_id", ["%00", "not-a-uuid", "1; DROP TABLE jobs", "%C3%A9" * 40])
+def test_ids_that_are_not_job_ids_are_404(
+    client: FlaskClient, user: dict[str, str], job_id: str
+) -> None:
+    for path in ("", "/events", "/artifacts/value.txt"):
+        r = client.get(f"/api/v1/jobs/{job_id}{path}", headers=user)
+        assert r.status_code == 404 and r.mimetype == "application/problem+json"
+    assert client.post(f"/api/v1/jobs/{job_id}/cancel", headers=user).status_code == 404
+
+
+def test_odd_artifact_names_and_filters_are_refused_cleanly(
+    client: FlaskClient, user: dict[str, str]
+) -> None:
+    job = submit(client, user, {"kind": "stairs", "params": {"n": 3}}).get_json()
+    for name in ("%00", "..%2Fetc", "value.txt%00"):
+        assert (
+            client.get(f"/api/v1/jobs/{job['id']}/artifacts/{name}", headers=user).status_code
+            == 404
+        )
+    r = client.get("/api/v1/jobs?kind=%00", headers=user)
+    assert r.status_code == 422 and r.get_json()["errors"][0]["field"] == "kind"
+
+
+@pytest.mark.parametrize("key", ["tab\there", "nul\x00", "é-accent", "bell\x07"])
+def test_idempotency_keys_must_be_printable_ascii(
+    client: FlaskClient, user: dict[str, str], db: Database, key: str
+) -> None:
+    from werkzeug.datastructures import Headers
+
+    headers = Headers(user)
+    headers.add("Idempotency-Key", key)
+    r = client.post("/api/v1/jobs", json={"kind": "stairs", "params": {"n": 1}}, headers=headers)
+    assert r.status_code == 422, key
+    assert job_count(db) == 0
