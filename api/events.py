@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from flask import Response, request, stream_with_context
 from redis import RedisError
 
 from api.context import ladder
@@ -74,3 +75,25 @@ def _load(job_id: str) -> Job | None:
 
 def keep_alive_every(poll_seconds: float) -> int:
     return max(1, int(KEEP_ALIVE_SECONDS / poll_seconds))
+
+
+def event_stream(job_id: str) -> Response:
+    """The job's events as a text/event-stream response, resuming after Last-Event-ID."""
+    poll = ladder().settings.events_poll_seconds
+    resume = request.headers.get("Last-Event-ID")
+
+    def stream() -> Iterator[str]:
+        idle = 0
+        for event in follow(job_id, resume):
+            if event is not None:
+                idle = 0
+                yield event.sse()
+                continue
+            idle += 1
+            if idle >= keep_alive_every(poll):  # a comment keeps proxies from closing it
+                idle = 0
+                yield ": keep-alive\n\n"
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    # stream_with_context: the generator runs after the view returns and still needs the app.
+    return Response(stream_with_context(stream()), mimetype="text/event-stream", headers=headers)

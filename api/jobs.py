@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, request, stream_with_context
+from flask import Blueprint, Response, request
 from sqlalchemy import select
 
 from api import submission
 from api.auth import authenticate
 from api.context import ladder
-from api.events import follow, keep_alive_every
+from api.events import event_stream
 from api.problems import Problem, invalid
 from api.representation import job_json, job_url
 from api.requests import int_arg, json_body, parse_submit
@@ -97,23 +96,7 @@ def cancel(job_id: str) -> dict[str, Any]:
 def events(job_id: str) -> Response:
     """Server-sent events until the job ends; resumable after a stream entry's id."""
     _visible_job(job_id)
-    poll = ladder().settings.events_poll_seconds
-    resume = request.headers.get("Last-Event-ID")
-
-    def stream() -> Iterator[str]:
-        idle = 0
-        for event in follow(job_id, resume):
-            if event is not None:
-                idle = 0
-                yield event.sse()
-                continue
-            idle += 1
-            if idle >= keep_alive_every(poll):  # a comment keeps proxies from closing it
-                idle = 0
-                yield ": keep-alive\n\n"
-
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return Response(stream_with_context(stream()), mimetype="text/event-stream", headers=headers)
+    return event_stream(job_id)
 
 
 @bp.get("/jobs/<job_id>/artifacts/<name>")

@@ -22,7 +22,7 @@ from api import stats, submission
 from api.admin.session import admin_page, check_csrf, csrf_token, current_admin, sign_in
 from api.auth import authenticate
 from api.context import ladder
-from api.events import follow
+from api.events import event_stream
 from api.problems import Problem
 from api.representation import job_json
 from api.requests import parse_submit
@@ -215,11 +215,9 @@ def workers_data() -> dict[str, Any]:
 @bp.get("/jobs/<job_id>/events")
 @admin_page
 def job_events(job_id: str) -> Response:
-    def stream() -> Any:
-        for event in follow(job_id, request.headers.get("Last-Event-ID")):
-            yield event.sse() if event is not None else ": idle\n\n"
-
-    return Response(stream(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
+    if _job(job_id) is None:
+        raise Problem(404, f"no job {job_id}")
+    return event_stream(job_id)
 
 
 @bp.get("/jobs/<job_id>/artifacts/<name>")

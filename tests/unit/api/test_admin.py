@@ -135,3 +135,20 @@ def test_jobs_can_be_submitted_from_the_dashboard(client: FlaskClient, db: Datab
     assert good.status_code == 302 and good.headers["Location"].startswith("/admin/jobs/")
     assert job_count(db) == 1
     assert client.post("/admin/jobs", data={"kind": "stairs", "params": "{}"}).status_code == 403
+
+
+def test_a_jobs_event_stream_on_the_dashboard_runs_to_its_end(
+    client: FlaskClient, user: dict[str, str]
+) -> None:
+    job = client.post(
+        "/api/v1/jobs", json={"kind": "stairs", "params": {"n": 2}}, headers=user
+    ).get_json()
+    client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=user)
+    sign_in(client, "admin-token")
+    r = client.get(f"/admin/jobs/{job['id']}/events")
+    assert r.mimetype == "text/event-stream"
+    body = r.get_data(as_text=True)
+    assert '"status": "cancelled"' in body and body.rstrip().endswith(
+        'data: {"status": "cancelled"}'
+    )
+    assert client.get("/admin/jobs/not-a-job/events").status_code == 404
