@@ -38,12 +38,14 @@ class LadderCollector:
             "ladder_jobs_finished", "Jobs ended, by kind and status.", labels=["kind", "status"]
         )
         with self.db.session() as session:
+            per_kind: dict[str, int] = {}
             for kind, status, count in session.execute(
                 select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)
             ):
+                per_kind[kind] = per_kind.get(kind, 0) + count
                 if status in FINISHED:
                     finished.add_metric([kind, status], count)
-            for kind, count in session.execute(select(Job.kind, func.count()).group_by(Job.kind)):
+            for kind, count in per_kind.items():
                 submitted.add_metric([kind], count)
             duration = HistogramMetricFamily(
                 "ladder_job_duration_seconds", "Run time of finished jobs.", labels=["kind"]

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from shared.db import Database
 from shared.models import Job, JobStatus, utcnow
 from shared.streams import Redis
-from worker.app import PRIORITIES, QUEUES
+from worker.app import QUEUES, queue_lists
 
 WINDOWS = {"5m": timedelta(minutes=5), "1h": timedelta(hours=1)}
 SAMPLE = 10_000
@@ -26,9 +26,8 @@ def queue_depths(client: Redis) -> dict[str, int]:
     """Messages waiting per queue: Redis keeps one list per priority (`cpu`, `cpu:1`, …)."""
     depths = {}
     for queue in QUEUES:
-        names = [queue] + [f"{queue}:{p}" for p in range(1, PRIORITIES)]
         pipe = client.pipeline(transaction=False)
-        for name in names:
+        for name in queue_lists(queue):
             pipe.llen(name)
         depths[queue] = int(sum(pipe.execute()))
     return depths

@@ -32,6 +32,7 @@ from shared.kinds import get
 from shared.registry import resolve
 from shared.schema import upgrade
 from worker.context import RunContext
+from worker.device import rss_bytes
 from worker.generate import loading
 from worker.generate.run import generate
 
@@ -130,7 +131,7 @@ def precisions() -> list[dict[str, Any]]:
     sequences: list[torch.Tensor] = []
     starts: list[int] = []
     for precision in ("fp32", "bf16", "int8", "int4"):
-        rss = loading.rss_bytes()
+        rss = rss_bytes()
         generator = loading.load(entry, "cpu", precision, trust=False)
         tokenizer, model = generator.tokenizer, generator.model
         agree = total = 0
@@ -156,7 +157,7 @@ def precisions() -> list[dict[str, Any]]:
         speed = (out.shape[1] - encoded["input_ids"].shape[1]) / (time.perf_counter() - started)
         rows.append({
             "precision": precision, "method": generator.plan.method, "tokens_per_s": speed,
-            "weights": generator.nbytes, "rss": loading.rss_bytes() - rss,
+            "weights": generator.nbytes, "rss": rss_bytes() - rss,
             "agreement": agree / total, "cosine": statistics.mean(cosines),
         })  # fmt: skip
         del generator, model

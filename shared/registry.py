@@ -115,12 +115,18 @@ def _package_dir(spec: Packaged) -> Path | None:
     return folder if (folder / "config.json").is_file() else None
 
 
+def model_config(folder: Path) -> dict[str, Any]:
+    """A model's config.json, read as JSON (the API checks params against it, loading nothing)."""
+    return _json_object(folder / "config.json")
+
+
 def _meta(folder: Path) -> dict[str, Any]:
-    path = folder / "ladder.json"
-    if not path.is_file():
-        return {}
+    return _json_object(folder / "ladder.json")
+
+
+def _json_object(path: Path) -> dict[str, Any]:
     try:
-        meta = json.loads(path.read_text())
-    except ValueError:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
         return {}
-    return meta if isinstance(meta, dict) else {}
+    return found if isinstance(found, dict) else {}

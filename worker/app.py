@@ -94,6 +94,11 @@ def enqueue(app: LadderCelery, job_id: str, kind: str, queue: str, priority: int
     )
 
 
+def queue_lists(queue: str) -> list[str]:
+    """The Redis lists that hold a queue's messages, one per priority: `cpu`, `cpu:1`, …"""
+    return [queue if p == 0 else f"{queue}:{p}" for p in range(PRIORITIES)]
+
+
 def redis_priority(priority: int) -> int:
     """Ladder's priority (9 most urgent) as the Redis transport's (0 served first)."""
     return PRIORITIES - 1 - priority

@@ -14,6 +14,7 @@ from celery.worker import state as worker_state
 
 from shared import workers
 from worker.app import LadderCelery
+from worker.device import meminfo
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +33,10 @@ def cpu_model() -> str:
 def describe_device(pool: str) -> dict[str, Any]:
     """The device a worker computes on: CPU, cores and RAM; GPU name and memory when it has one."""
     info: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count()}
-    try:
-        with open("/proc/meminfo") as meminfo:
-            fields = dict(line.split(":", 1) for line in meminfo)
-        info["ram_bytes"] = int(fields["MemTotal"].split()[0]) * 1024
-        info["ram_used_bytes"] = info["ram_bytes"] - int(fields["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        pass
+    memory = meminfo()
+    if "MemTotal" in memory and "MemAvailable" in memory:
+        info["ram_bytes"] = memory["MemTotal"]
+        info["ram_used_bytes"] = memory["MemTotal"] - memory["MemAvailable"]
     if pool == "gpu":
         import torch  # only GPU workers pay for the import here
 

@@ -25,16 +25,12 @@ from sqlalchemy import select
 from shared import workers
 from shared.models import Job, JobStatus, utcnow
 from shared.streams import Redis
-from worker.app import PRIORITIES, QUEUES, LadderCelery, enqueue
+from worker.app import QUEUES, LadderCelery, enqueue, queue_lists
 
 log = logging.getLogger(__name__)
 
 UNACKED, UNACKED_INDEX = "unacked", "unacked_index"  # kombu's Redis transport keeps these
 LOCK = "ladder:reconciler"
-
-
-def queue_lists() -> list[str]:
-    return [q if p == 0 else f"{q}:{p}" for q in QUEUES for p in range(PRIORITIES)]
 
 
 def _job_id(message: Any) -> str | None:
@@ -52,7 +48,7 @@ def _job_id(message: Any) -> str | None:
 def waiting_in_redis(client: Redis) -> set[str]:
     """Ids of the jobs whose messages sit in a queue."""
     ids = set()
-    for name in queue_lists():
+    for name in (name for queue in QUEUES for name in queue_lists(queue)):
         for message in client.lrange(name, 0, -1):
             if (job_id := _job_id(message)) is not None:
                 ids.add(job_id)

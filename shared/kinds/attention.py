@@ -9,7 +9,6 @@ what the API checks before a job exists, so it imports neither torch nor numpy.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -27,7 +26,7 @@ from pydantic import (
 
 from shared.config import Settings
 from shared.kinds.base import FieldError, Kind
-from shared.registry import UnknownModel, resolve
+from shared.registry import UnknownModel, model_config, resolve
 
 Index = Annotated[StrictInt, Field(ge=0)]
 Matrix = Annotated[list[list[FiniteFloat]], Field(min_length=1)]
@@ -137,7 +136,7 @@ def _check_text(p: TextAttention, settings: Settings) -> list[FieldError]:
         entry = resolve(p.model, settings.models_dir)
     except UnknownModel as exc:
         return [*errors, FieldError("model", str(exc))]
-    shape = _shape(entry.path)
+    shape = model_config(entry.path)
     for name, key in (("layers", "num_hidden_layers"), ("heads", "num_attention_heads")):
         chosen, size = getattr(p, name), shape.get(key)
         if chosen and isinstance(size, int) and max(chosen) >= size:
@@ -145,15 +144,6 @@ def _check_text(p: TextAttention, settings: Settings) -> list[FieldError]:
                 FieldError(name, f"{p.model} has {size} {name}, numbered 0 to {size - 1}")
             )
     return errors
-
-
-def _shape(folder: Any) -> dict[str, Any]:
-    """The layer and head counts from config.json, read as JSON: the API loads no model."""
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return config if isinstance(config, dict) else {}
 
 
 def _check_matrices(p: MatrixAttention, settings: Settings) -> list[FieldError]:

@@ -7,7 +7,6 @@ its free memory), but a precision the chosen pool cannot run at all is refused h
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,7 +23,7 @@ from pydantic import (
 from shared.config import Settings
 from shared.kinds.base import FieldError, Kind
 from shared.planner import PlanRefused, resolve_precision
-from shared.registry import ModelEntry, UnknownModel, resolve
+from shared.registry import ModelEntry, UnknownModel, model_config, resolve
 
 
 class Message(BaseModel):
@@ -122,10 +121,7 @@ def check_device(params: GenerateParams, pool: str) -> list[FieldError]:
 
 
 def is_generative(folder: Path) -> bool:
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
+    config = model_config(folder)
     architectures = config.get("architectures") or []
     return any(a.endswith(("ForCausalLM", "ForConditionalGeneration")) for a in architectures) or (
         str(config.get("model_type", "")).startswith("chatglm")

@@ -10,6 +10,7 @@ import torch
 
 from shared.planner import ModelShape, Plan, plan
 from shared.registry import ModelEntry
+from worker.device import meminfo, rss_bytes
 from worker.models import ModelError, model_bytes, weights_sha256
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -37,16 +38,10 @@ def free_bytes(device: str) -> int:
     """CUDA's free memory on a GPU; the kernel's MemAvailable on a CPU."""
     if device == "gpu":
         return int(torch.cuda.mem_get_info()[0])
-    with open("/proc/meminfo") as meminfo:
-        for line in meminfo:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    raise ModelError("cannot read the available memory")
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * 4096
+    available = meminfo().get("MemAvailable")
+    if available is None:
+        raise ModelError("cannot read the available memory")
+    return available
 
 
 def shape_of(entry: ModelEntry, trust: bool) -> ModelShape:
