@@ -63,8 +63,13 @@ class Settings:
     """Signs the dashboard's session cookie; by default derived from the admin token."""
     max_body_bytes: int = 1_048_576
     max_artifact_bytes: int = 16 * 1_048_576
+    rate_limit: int = 6_000
+    """Requests a minute per API key; past it, 429 until the next minute. 0 turns it off."""
     reconcile_after: int = 60
     """Seconds before a queued job missing from Redis, or a dead worker's job, is sent again."""
+    redelivery_after: int | None = None
+    """Redis' visibility timeout, seconds; by default longer than any time limit. Leases keep
+    a job from running twice even when it is shorter (see worker.leases)."""
     max_attempts: int = 3
     """A job whose worker dies this many times fails with `worker_lost`."""
     page_limit: int = 100
@@ -102,7 +107,9 @@ class Settings:
             ("max_body_bytes", "LADDER_MAX_BODY_BYTES"),
             ("max_artifact_bytes", "LADDER_MAX_ARTIFACT_BYTES"),
             ("max_attempts", "LADDER_MAX_ATTEMPTS"),
+            ("rate_limit", "LADDER_RATE_LIMIT"),
             ("reconcile_after", "LADDER_RECONCILE_AFTER"),
+            ("redelivery_after", "LADDER_REDELIVERY_AFTER"),
             ("model_cache_bytes", "LADDER_MODEL_CACHE_BYTES"),
         ]:
             if var in env:
@@ -140,5 +147,7 @@ class Settings:
 
     @property
     def visibility_timeout(self) -> int:
-        """Redis re-delivers an unacknowledged message after this; it must outlast any job."""
+        """Redis re-delivers an unacknowledged message after this many seconds."""
+        if self.redelivery_after is not None:
+            return self.redelivery_after
         return 2 * max(self.time_limits.values(), default=60) + 60

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
@@ -12,20 +13,27 @@ from sqlalchemy.exc import OperationalError
 from shared import jobs, kinds, workers
 from shared.kinds import InvalidParams, Outcome
 from shared.models import JobStatus
+from worker import leases
 from worker.app import LadderCelery
 from worker.context import RunContext
 from worker.runners import runner_for
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def execute(app: LadderCelery, job_id: str, worker: str, time_limit: float | None) -> None:
-    """Run the job once if it still needs running; a finished or cancelled job is a no-op."""
-    job = jobs.claim(app.db, job_id, worker, app.settings.max_attempts)
-    if job is None:
-        log.info("job %s: nothing to run (finished, cancelled or already taken)", job_id)
+    """Run the job once if it still needs running; a finished or cancelled job is a no-op,
+    and so is a second copy of a job that someone is running now."""
+    lease = leases.take(app.redis, job_id, worker)
+    if lease is None:
         return
-    status = _attempt(app, job, job_id, worker, time_limit)
+    with lease:
+        job = _persist(lambda: jobs.claim(app.db, job_id, worker, app.settings.max_attempts))
+        if job is None:
+            log.info("job %s: nothing to run (finished, cancelled or out of attempts)", job_id)
+            return
+        status = _attempt(app, job, job_id, worker, time_limit)
     _tell_registry(workers.job_ended, app, worker, status)
 
 
@@ -69,7 +77,7 @@ def _attempt(
     return JobStatus.SUCCEEDED
 
 
-def _persist(write: Callable[[], bool], seconds: float = 120) -> bool:
+def _persist(write: Callable[[], T], seconds: float = 120) -> T:
     """Retry a write while the database is away (a restart, a failover), then give up: the
     reconciler sends the job again once the row is reachable and nobody holds the job."""
     deadline, pause = time.monotonic() + seconds, 0.5

@@ -6,8 +6,8 @@ jobs it had taken (Redis would hand those back only after the visibility timeout
 worker runs this loop; a lock in Redis lets one of them do a pass at a time. A pass re-sends:
 
 - a `queued` job older than `reconcile_after` seconds whose message is nowhere in Redis;
-- a `running` job whose worker has gone offline, or no longer holds it (its old,
-  unacknowledged message is dropped, so that Redis cannot hand it back as well). The next
+- a `running` job whose lease has lapsed (see worker.leases): its worker died, or lost it.
+  Its old, unacknowledged message is dropped, so that Redis cannot hand it back as well. The next
   attempt is counted as any other, so a job whose workers keep dying ends as `worker_lost`.
 """
 
@@ -16,15 +16,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
 from sqlalchemy import select
 
-from shared import workers
 from shared.models import Job, JobStatus, utcnow
 from shared.streams import Redis
+from worker import leases
 from worker.app import QUEUES, LadderCelery, enqueue, queue_lists
 
 log = logging.getLogger(__name__)
@@ -77,27 +77,24 @@ def reconcile(app: LadderCelery, suspects: set[str]) -> tuple[list[str], set[str
             .where(Job.status == JobStatus.QUEUED, Job.created_at < before)
         ).all()  # fmt: skip
         running = session.execute(
-            select(Job.id, Job.kind, Job.queue, Job.priority, Job.worker, Job.started_at)
+            select(Job.id, Job.kind, Job.queue, Job.priority)
             .where(Job.status == JobStatus.RUNNING, Job.started_at < before)
         ).all()  # fmt: skip
     if not queued and not running:
         return [], set()
     waiting, taken = waiting_in_redis(client), taken_in_redis(client)
-    live = {w["name"]: w for w in workers.live(client)}
     lost = {row.id for row in queued if row.id not in waiting and row.id not in taken}
-    # Running, but its worker is gone, or a heartbeat taken since the job began does not list
-    # it (the worker lost it: a final write that never landed).
+    # Running, but nobody holds its lease: its worker died, or lost it (a final write that
+    # never landed).
     lost |= {
-        row.id
-        for row in running
-        if row.id not in waiting and not _held(live.get(row.worker or ""), row.id, row.started_at)
+        row.id for row in running if row.id not in waiting and leases.holder(client, row.id) is None
     }
     resent = []
     for job_id, kind, queue, priority in queued:
         if job_id in lost & suspects:
             enqueue(app, job_id, kind, queue, priority)
             resent.append(job_id)
-    for job_id, kind, queue, priority, _, _ in running:
+    for job_id, kind, queue, priority in running:
         if job_id not in lost & suspects:
             continue
         if job_id in taken:  # the dead worker's copy: Redis must not restore it later
@@ -110,16 +107,6 @@ def reconcile(app: LadderCelery, suspects: set[str]) -> tuple[list[str], set[str
     if resent:
         log.warning("reconciler: sent %d jobs again: %s", len(resent), ", ".join(resent[:20]))
     return resent, lost - set(resent)
-
-
-def _held(worker: dict[str, Any] | None, job_id: str, started_at: datetime | None) -> bool:
-    if worker is None:
-        return False
-    if job_id in worker.get("running", []):
-        return True
-    began = started_at.replace(tzinfo=UTC) if started_at and not started_at.tzinfo else started_at
-    # A heartbeat from before the job began cannot know of it yet.
-    return began is None or worker.get("seen_at", 0) <= began.timestamp() + 1
 
 
 def install(app: LadderCelery) -> None:

@@ -1,0 +1,121 @@
+"""Who is running a job right now: a short-lived key in Redis, kept fresh while an attempt runs.
+
+The database says a job is `running`; only a lease says whether someone still is. A message
+the broker hands out a second time (a job outlasting the visibility timeout, a copy the
+reconciler sent) finds the lease and is dropped, so a job never runs twice at once. A lease
+lapses TTL seconds after its process dies, and at once for a pool child that died on this host,
+whose parent's broker hands its message straight back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+
+from redis.exceptions import WatchError
+
+from shared.streams import Redis
+
+log = logging.getLogger(__name__)
+
+TTL = 30
+"""Seconds a lease outlives its last renewal; renewed every TTL / 6 s, so a process stuck
+without the GIL for a few seconds keeps its lease."""
+
+
+def _key(job_id: str) -> str:
+    return f"ladder:lease:{job_id}"
+
+
+def holder(client: Redis, job_id: str) -> str | None:
+    """The worker running this job now, or None when nobody is."""
+    raw = client.get(_key(job_id))
+    return None if raw is None or _dead_here(raw) else str(json.loads(raw)["worker"])
+
+
+class Lease:
+    """This process's hold on a job; renewed in the background until the block ends."""
+
+    def __init__(self, client: Redis, job_id: str, value: str) -> None:
+        self._client, self._key, self._value = client, _key(job_id), value
+        self._done = threading.Event()
+        self._renewer = threading.Thread(target=self._renew, name=f"lease-{job_id}", daemon=True)
+
+    def __enter__(self) -> Lease:
+        self._renewer.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._renewer.join()
+        try:
+            _swap(self._client, self._key, self._value, None)
+        except Exception:  # it lapses by itself
+            log.warning("could not release %s", self._key, exc_info=True)
+
+    def _renew(self) -> None:
+        while not self._done.wait(TTL / 6):
+            try:
+                # A plain SET: after a Redis restart that lost it, the lease comes back.
+                self._client.set(self._key, self._value, ex=TTL)
+            except Exception:  # Redis away for a moment: the next renewal tries again
+                log.warning("could not renew %s", self._key, exc_info=True)
+
+
+def take(client: Redis, job_id: str, worker: str) -> Lease | None:
+    """The job's lease, or None (and a warning) when another live process holds it."""
+    key = _key(job_id)
+    value = json.dumps({"worker": worker, "host": socket.gethostname(), "pid": os.getpid()})
+    if client.set(key, value, nx=True, ex=TTL):
+        return Lease(client, job_id, value)
+    current = client.get(key)
+    if current is not None and _dead_here(current) and _swap(client, key, current, value):
+        log.info("job %s: took over the lease of a pool process that died", job_id)
+        return Lease(client, job_id, value)
+    log.warning("job %s is running on %s; this copy of its message is dropped", job_id,
+                holder(client, job_id))  # fmt: skip
+    return None
+
+
+def _swap(client: Redis, key: str, old: bytes | str, new: str | None) -> bool:
+    """Replace (or delete) the lease only if it is still `old`: one check-and-set."""
+    with client.pipeline() as pipe:
+        try:
+            pipe.watch(key)  # type: ignore[no-untyped-call]
+            current = pipe.get(key)
+            if current is None or _text(current) != _text(old):
+                return False
+            pipe.multi()
+            if new is None:
+                pipe.delete(key)
+            else:
+                pipe.set(key, new, ex=TTL)
+            pipe.execute()
+            return True
+        except WatchError:
+            return False
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _dead_here(raw: bytes | str) -> bool:
+    """A lease held by a process of this host that no longer exists."""
+    try:
+        lease = json.loads(raw)
+        host, pid = lease["host"], int(lease["pid"])
+    except (ValueError, KeyError, TypeError):
+        return True
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process by that number: alive
+        return False
+    return False
