@@ -12,6 +12,7 @@ from flask import g, request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from api import ratelimit
 from api.problems import Problem
 from shared.db import Database
 from shared.models import ApiKey
@@ -72,5 +73,6 @@ def authenticate(db: Database) -> Caller:
             headers={"WWW-Authenticate": 'Bearer realm="ladder", error="invalid_token"'},
         )
     caller = Caller(key.id, key.name, key.is_admin)
+    ratelimit.count(caller.key_id)
     g.caller = caller
     return caller

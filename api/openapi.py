@@ -125,7 +125,10 @@ JOB_ID = {
     "required": True,
     "schema": {"type": "string"},
 }
-AUTH_PROBLEMS = {"401": _problem("No token, or an unknown or revoked one.")}
+AUTH_PROBLEMS = {
+    "401": _problem("No token, or an unknown or revoked one."),
+    "429": _problem("The key is over its requests a minute; see Retry-After."),
+}
 UNAVAILABLE = {"503": _problem("The database or the broker is unavailable; see Retry-After.")}
 
 

@@ -26,6 +26,10 @@ class SubmitRequest(BaseModel):
     ]
 
 
+MAX_DEPTH = 32
+"""The deepest a request body may nest; no job needs more than a handful of levels."""
+
+
 def json_body() -> dict[str, Any]:
     """The request's JSON object: 415 when not JSON, 400 when malformed, 413 when too large."""
     if request.mimetype != "application/json":
@@ -38,7 +42,26 @@ def json_body() -> dict[str, Any]:
         raise Problem(400, f"the body is not valid JSON: {exc}"[:300]) from None
     if not isinstance(body, dict):
         raise Problem(400, "the body must be a JSON object")
+    _check_tree(body)
     return body
+
+
+def _check_tree(body: dict[str, Any]) -> None:
+    """Refuse nesting past MAX_DEPTH and strings that are not Unicode text (a lone surrogate
+    from a `\\ud800` escape, which neither UTF-8 nor PostgreSQL can hold). No recursion."""
+    level: list[tuple[Any, int]] = [(body, 1)]
+    while level:
+        item, depth = level.pop()
+        if isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                raise Problem(400, "the body holds a string with a lone surrogate") from None
+        elif isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                raise Problem(400, f"the body nests arrays and objects over {MAX_DEPTH} deep")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            level.extend((child, depth + 1) for child in children)
 
 
 def _refuse_constant(name: str) -> None:

@@ -91,6 +91,17 @@ def test_limit_errors_name_the_limit(client: FlaskClient, user: dict[str, str]) 
         ('{"kind": "stairs", "params": {"n": NaN}}', "application/json", 400),
         ('{"kind": "stairs", "params": {"n": ' + "9" * 5000 + "}}", "application/json", 400),
         ("[" * 100_000 + "]" * 100_000, "application/json", 400),
+        (
+            '{"kind": "stairs", "params": {"n": 1, "x": ' + "[" * 40 + "]" * 40 + "}}",
+            "application/json",
+            400,
+        ),
+        (r'{"kind": "stairs\u0000", "params": {"n": 1}}', "application/json", 422),
+        (
+            r'{"kind": "generate", "params": {"prompt": "hi \ud800", "stop": ["\ufeff\u202e"]}}',
+            "application/json",
+            400,
+        ),
         ('{"kind": "stairs"}', "text/plain", 415),
         ("kind=stairs", "application/x-www-form-urlencoded", 415),
         (

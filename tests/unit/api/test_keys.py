@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import sqlite3
+from types import SimpleNamespace
+
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from api import ratelimit
+from api.auth import hash_token
 from shared.db import Database
 from shared.models import ApiKey
 
@@ -43,3 +50,38 @@ def test_the_seeded_admin_token_is_stored_hashed(app: Flask, db: Database) -> No
     with db.session() as s:
         (admin,) = s.scalars(select(ApiKey).where(ApiKey.name == "admin"))
     assert admin.is_admin and admin.token_hash != "admin-token" and len(admin.token_hash) == 64
+
+
+def test_a_dump_of_the_whole_database_reveals_no_token(
+    app: Flask, client: FlaskClient, db: Database, sqlite_url: str, user: dict[str, str]
+) -> None:
+    token = user["Authorization"].removeprefix("Bearer ")
+    client.post("/api/v1/jobs", json={"kind": "stairs", "params": {"n": 4}}, headers=user)
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as raw:
+        dump = "\n".join(raw.iterdump())
+    assert "INSERT INTO" in dump and hash_token(token) in dump
+    for secret in (token, "admin-token", token[4:20]):
+        assert secret not in dump
+
+
+def test_requests_past_the_keys_limit_get_429_with_retry_after(
+    client: FlaskClient,
+    app: Flask,
+    user: dict[str, str],
+    other_user: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 50 s before the next minute, all along: no window ends during the test.
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: 60 * 1000 + 10.0))
+    app.extensions["ladder"].settings = dataclasses.replace(
+        app.extensions["ladder"].settings, rate_limit=5
+    )
+    answers = [client.get("/api/v1/jobs", headers=user) for _ in range(7)]
+    assert [a.status_code for a in answers] == [200] * 5 + [429] * 2
+    refused = answers[-1]
+    assert refused.mimetype == "application/problem+json"
+    assert "LADDER_RATE_LIMIT" in refused.get_json()["detail"]
+    assert refused.headers["Retry-After"] == "50"
+    refused = client.post("/api/v1/jobs", json={"kind": "stairs", "params": {"n": 1}}, headers=user)
+    assert refused.status_code == 429
+    assert client.get("/api/v1/jobs", headers=other_user).status_code == 200  # per key
