@@ -118,4 +118,14 @@ def _dead_here(raw: bytes | str) -> bool:
         return True
     except PermissionError:  # another user's process by that number: alive
         return False
-    return False
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    # A pool child killed with its parent can linger unreaped (in a container whose first
+    # process reaps nothing): it answers signal 0, but it is dead.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,8 +19,8 @@ from shared.config import Settings
 from shared.schema import upgrade
 from tests.conftest import need
 from tests.integration.http import Client
+from tests.processes import Worker, start_worker
 
-ROOT = Path(__file__).resolve().parents[2]
 REDIS = os.environ.get("LADDER_TEST_REDIS", "redis://127.0.0.1:6379")
 POSTGRES = os.environ.get("LADDER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 ADMIN_TOKEN = "integration-admin-token"
@@ -54,76 +50,6 @@ def postgres_url() -> Iterator[str]:
     yield POSTGRES.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
     with psycopg.connect(POSTGRES, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@dataclass
-class Worker:
-    """A real `celery worker` process, started the way `make worker-cpu` starts one."""
-
-    process: subprocess.Popen[bytes]
-    log: Path
-    name: str
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def children(self) -> list[int]:
-        out = subprocess.run(
-            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False
-        ).stdout
-        return [int(pid) for pid in out.split()]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
-
-def start_worker(settings: Settings, log: Path, name: str, concurrency: int = 1) -> Worker:
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "BROKER_URL": settings.broker_url,
-        "LADDER_MODELS_DIR": str(settings.models_dir),
-        "LADDER_DEFAULT_GENERATE_MODEL": settings.default_generate_model,
-        # Reconcile within seconds, not the minute of production, so that tests can see it.
-        "LADDER_RECONCILE_AFTER": "2",
-        "PYTHONPATH": str(ROOT),
-    }
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker",
-        "worker",
-        "-Q",
-        "cpu",
-        "-c",
-        str(concurrency),
-        "-n",
-        f"{name}@%h",
-        "--loglevel",
-        "INFO",
-        "--without-mingle",
-        "--without-gossip",
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    worker = Worker(process, log, name)
-    deadline = time.monotonic() + 60
-    while " ready." not in worker.log_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            worker.stop()
-            raise RuntimeError(f"worker did not start:\n{worker.log_text()[-3000:]}")
-        time.sleep(0.1)
-    return worker
 
 
 @dataclass

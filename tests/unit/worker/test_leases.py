@@ -8,6 +8,7 @@ import subprocess
 
 import fakeredis
 
+from tests.processes import wait_for
 from worker import leases
 
 
@@ -61,3 +62,15 @@ def _pid_of_exited() -> int:
     process = subprocess.Popen(["true"])
     process.wait()
     return process.pid
+
+
+def test_an_unreaped_dead_process_counts_as_dead() -> None:
+    client = fakeredis.FakeRedis()
+    process = subprocess.Popen(["true"])  # exits, and stays a zombie until waited for
+    try:
+        wait_for(lambda: leases._zombie(process.pid), "a zombie", 10)
+        lease = {"worker": "a@host", "host": socket.gethostname(), "pid": process.pid}
+        client.set("ladder:lease:job-1", json.dumps(lease), ex=leases.TTL)
+        assert leases.holder(client, "job-1") is None
+    finally:
+        process.wait()

@@ -1,0 +1,231 @@
+"""Ladder's parts as real processes that tests can start, kill and start again: Celery workers,
+the API under gunicorn, and private Redis and PostgreSQL servers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import redis
+
+from scripts.run import free_port, redis_server
+from shared.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def wait_for(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not so after {seconds:.0f} s")
+        time.sleep(0.1)
+
+
+def ladder_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a Ladder process reads its settings from (see Settings.from_env)."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "BROKER_URL": settings.broker_url,
+        "LADDER_MODELS_DIR": str(settings.models_dir),
+        "LADDER_DEFAULT_GENERATE_MODEL": settings.default_generate_model,
+        "PYTHONPATH": str(ROOT),
+        **extra,
+    }
+    if settings.admin_token:
+        env["LADDER_ADMIN_TOKEN"] = settings.admin_token
+    return env
+
+
+def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        # A session of its own, so that a kill reaches the whole process group.
+        return subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _kill_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+    process.wait()
+
+
+@dataclass
+class Worker:
+    """A real `celery worker` process, started the way `make worker-cpu` starts one."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    name: str
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def children(self) -> list[int]:
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False
+        ).stdout
+        return [int(pid) for pid in out.split()]
+
+    def kill(self) -> None:
+        """SIGKILL to the worker and its pool: no shutdown code runs, as when a host dies."""
+        _kill_group(self.process, signal.SIGKILL)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                _kill_group(self.process, signal.SIGKILL)
+
+
+def start_worker(
+    settings: Settings, log: Path, name: str, concurrency: int = 1, **env: str
+) -> Worker:
+    # Reconcile within seconds, not the minute of production, so that tests can see it.
+    env = {"LADDER_RECONCILE_AFTER": "2", **env}
+    argv = [
+        sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", "cpu",
+        "-c", str(concurrency), "-n", f"{name}@%h", "--loglevel", "INFO",
+        "--without-mingle", "--without-gossip",
+    ]  # fmt: skip
+    start = log.stat().st_size if log.exists() else 0
+    worker = Worker(_spawn(argv, ladder_env(settings, **env), log), log, name)
+
+    def ready() -> bool:
+        if worker.process.poll() is not None:
+            raise RuntimeError(f"worker exited:\n{worker.log_text()[-3000:]}")
+        return " ready." in worker.log_text()[start:]
+
+    try:
+        wait_for(ready, f"worker {name}")
+    except BaseException:
+        worker.stop()
+        raise
+    return worker
+
+
+@dataclass
+class ApiServer:
+    """The API under gunicorn, as `make run` serves it."""
+
+    settings: Settings
+    log: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        argv = [
+            str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}", "--worker-class",
+            "gthread", "--threads", "8", "--workers", "1", "api:create_app()",
+        ]  # fmt: skip
+        self.process = _spawn(argv, ladder_env(self.settings), self.log)
+        wait_for(self._answers, "the API")
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as reply:
+                return bool(reply.status == 200)
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        if self.process is not None:
+            _kill_group(self.process, signal.SIGKILL)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _kill_group(self.process, signal.SIGTERM)
+
+
+@dataclass
+class RedisServer:
+    """A Redis of the test's own that keeps nothing on disk, like this machine's."""
+
+    log: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        argv = [
+            redis_server(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(self.log.parent),
+        ]  # fmt: skip
+        self.process = _spawn(argv, dict(os.environ), self.log)
+        wait_for(self._answers, "redis-server", 20)
+
+    def _answers(self) -> bool:
+        try:
+            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    def kill(self) -> None:
+        if self.process is not None:
+            _kill_group(self.process, signal.SIGKILL)
+
+
+class PostgresServer:
+    """A PostgreSQL cluster of the test's own, so that a test may stop it.
+
+    initdb refuses to run as root, so as root the cluster belongs to the `postgres` user."""
+
+    def __init__(self) -> None:
+        self.bin = Path(shutil.which("initdb") or "/usr/lib/postgresql/15/bin/initdb").parent
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="ladder-pg-"))
+        self.user = "postgres" if os.geteuid() == 0 else None
+        if self.user:
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.dir, entry.pw_uid, entry.pw_gid)
+        self._run("initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres")
+
+    def _run(self, tool: str, *args: str) -> None:
+        argv = [str(self.bin / tool), *args]
+        if self.user:
+            argv = ["runuser", "-u", self.user, "--", *argv]
+        subprocess.run(argv, check=True, capture_output=True, cwd=self.dir)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "log"),
+                  "-o", options, "-w", "start")  # fmt: skip
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
+
+    def create_database(self, name: str) -> str:
+        """A new database; its SQLAlchemy URL."""
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres",
+                             autocommit=True) as admin:  # fmt: skip
+            admin.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
