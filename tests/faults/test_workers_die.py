@@ -51,9 +51,8 @@ def test_a_job_whose_worker_dies_three_times_fails_as_worker_lost(cluster: Clust
     for attempt in (1, 2, 3):
         worker = cluster.worker("a")
         wait_for(
-            lambda: (
-                cluster.rows([job_id])[job_id].attempts == attempt
-                and job_id in cluster.running_on(worker)
+            lambda a=attempt, w=worker: (
+                cluster.rows([job_id])[job_id].attempts == a and job_id in cluster.running_on(w)
             ),
             f"attempt {attempt} running",
             60,
