@@ -68,9 +68,11 @@ def wait_done(done: Callable[[], int]) -> None:
 
 
 class Ladder:
-    def __init__(self, tmp: Path) -> None:
+    url = f"http://127.0.0.1:{PORT}"
+
+    def __init__(self, tmp: Path, database_url: str | None = None) -> None:
         self.tmp = tmp
-        self.database_url = f"sqlite:///{tmp}/bench.db"
+        self.database_url = database_url or f"sqlite:///{tmp}/bench.db"
         upgrade(self.database_url)
         self.db = Database(self.database_url)
         self.env = {
