@@ -138,13 +138,20 @@ def build_spec() -> dict[str, Any]:
     submit = SubmitRequest.model_json_schema(ref_template=REF)
     schemas.update(submit.pop("$defs", {}))
     schemas["SubmitRequest"] = submit
-    params_names = []
+    params_names, by_kind = [], []
     for kind in kinds.registry().values():
         schema = kind.params_model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         name = schema.get("title", kind.params_model.__name__)
         schemas[name] = schema
         params_names.append(name)
+        by_kind.append(
+            {
+                "required": ["kind", "params"],
+                "properties": {"kind": {"const": kind.name}, "params": _ref(name)},
+            }
+        )
+    submit["oneOf"] = by_kind  # each kind takes its own params
     schemas["JobList"] = {
         "type": "object",
         "required": ["items", "next_cursor"],
