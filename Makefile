@@ -53,6 +53,7 @@ bench: install ## Benchmarks; tables go to bench/RESULTS.md
 	$(BIN)/python bench/service.py
 	$(BIN)/python bench/stairs.py
 	$(BIN)/python bench/attention.py
+	$(BIN)/python bench/load.py
 
 clean: ## Remove var/ (database, logs, private Redis)
 	rm -rf var

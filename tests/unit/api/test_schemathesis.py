@@ -1,5 +1,6 @@
-"""schemathesis against /openapi.json: generated requests over every operation, with and
-without a token (a user's, an admin's), never get a 5xx and always get an answer the spec describes."""
+"""schemathesis against /openapi.json: generated requests over every operation, without a
+token and with a user's or an admin's, never get a 5xx and always get an answer the spec
+describes."""
 
 from __future__ import annotations
 
