@@ -7,7 +7,7 @@ MODELS := $(or $(LADDER_MODELS_DIR),var/models)
 SMOLLM2 := $(MODELS)/smollm2/config.json
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint unit integration migrate worker-cpu worker-gpu bench clean
+.PHONY: help install run test lint unit integration faults migrate worker-cpu worker-gpu bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ unit: install ## Only the unit tests (no services, seconds)
 
 integration: install ## Only the integration tests (real Redis, PostgreSQL, workers)
 	$(BIN)/pytest tests/integration
+
+faults: install ## Only the fault and load tests (private PostgreSQL and Redis, killed processes)
+	$(BIN)/pytest tests/faults
 
 migrate: install ## alembic upgrade head on DATABASE_URL
 	$(BIN)/alembic upgrade head
