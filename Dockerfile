@@ -9,6 +9,7 @@ COPY migrations migrations
 COPY shared shared
 COPY api api
 COPY worker worker
+COPY scripts scripts
 RUN useradd --system --uid 10001 ladder
 USER ladder
 EXPOSE 8000

@@ -42,6 +42,40 @@ def test_compose_file_is_valid_and_has_the_services() -> None:
     assert services["api"]["environment"]["LADDER_ADMIN_TOKEN"] == "token"
 
 
+def test_production_services_are_durable_and_the_optional_ones_opt_in() -> None:
+    services = yaml.safe_load(compose_config(SECRETS).stdout)["services"]
+    assert "--appendonly" in services["redis"]["command"]
+    assert services["redis"]["command"][services["redis"]["command"].index("--appendonly") + 1]
+    assert "/data" in _volume_targets(services["redis"])
+    assert "/var/lib/postgresql/data" in _volume_targets(services["postgres"])
+    assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
+    api = services["api"]["command"]
+    assert int(api[api.index("--workers") + 1]) >= 2
+    assert services["api"]["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully"
+    )
+    assert "ports" not in services["worker-cpu"]  # scalable with --scale: no fixed host port
+    gpu = services["worker-gpu"]
+    assert gpu["profiles"] == ["gpu"] and "scripts/gpu_workers.py" in gpu["command"]
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+    assert (ROOT / "scripts" / "gpu_workers.py").exists()
+    assert "COPY scripts scripts" in (ROOT / "Dockerfile").read_text()
+    flower = services["flower"]
+    assert flower["profiles"] == ["flower"]
+    assert all(str(p).startswith("127.0.0.1:") for p in _ports(flower))  # not on the network
+
+
+def _volume_targets(service: dict[str, Any]) -> list[str]:
+    return [v.split(":")[1] if isinstance(v, str) else v["target"] for v in
+            service.get("volumes", [])]  # fmt: skip
+
+
+def _ports(service: dict[str, Any]) -> list[str]:
+    return [p if isinstance(p, str) else f"{p.get('host_ip')}:{p.get('published')}" for p in
+            service.get("ports", [])]  # fmt: skip
+
+
 def test_secrets_are_required_not_defaulted() -> None:
     for missing in SECRETS:
         env = {k: v for k, v in SECRETS.items() if k != missing}
