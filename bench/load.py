@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -52,8 +53,15 @@ class Drive:
     seconds: float = 0.0
 
 
-def drive(base_url: str, tokens: list[str], jobs: int) -> Drive:
-    """POST `jobs` stairs jobs, spread over one keep-alive connection per token."""
+def drive(
+    base_url: str,
+    tokens: list[str],
+    jobs: int,
+    kind: str = "stairs",
+    params: dict[str, Any] | None = None,
+) -> Drive:
+    """POST `jobs` jobs, spread over one keep-alive connection per token; stairs with n < 500
+    unless `params` are given."""
     address = urlsplit(base_url)
     seen = Drive()
 
@@ -61,7 +69,7 @@ def drive(base_url: str, tokens: list[str], jobs: int) -> Drive:
         headers = {"Authorization": f"Bearer {tokens[index]}", "Content-Type": "application/json"}
         conn = http.client.HTTPConnection(address.hostname or "", address.port, timeout=60)
         for n in range(index, jobs, len(tokens)):
-            body = json.dumps({"kind": "stairs", "params": {"n": n % 500}})
+            body = json.dumps({"kind": kind, "params": params or {"n": n % 500}})
             started = time.perf_counter()
             conn.request("POST", "/api/v1/jobs", body, headers)
             response = conn.getresponse()

@@ -99,7 +99,7 @@ class Ladder:
         )
         wait_for_line(tmp / "api.log", "Booting worker")
 
-    def worker(self) -> Popen[bytes]:
+    def worker(self, concurrency: int | None = None) -> Popen[bytes]:
         log = self.tmp / "worker.log"
         process = start(
             [
@@ -110,7 +110,7 @@ class Ladder:
                 "-Q",
                 "cpu",
                 "-c",
-                str(os.cpu_count()),
+                str(concurrency or os.cpu_count()),
                 "--loglevel",
                 "INFO",
                 "--without-mingle",

@@ -27,6 +27,26 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+@dataclass(frozen=True)
+class Host:
+    """Where a process runs: this machine's loopback, or a test's network namespace, where it
+    also gets a hostname of its own (a UTS namespace), as on a machine of its own."""
+
+    address: str = "127.0.0.1"
+    netns: str | None = None
+    name: str = ""
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        if self.netns is None:
+            return argv
+        rename = 'hostname "$0" && exec "$@"'
+        return ["ip", "netns", "exec", self.netns, "unshare", "--uts", "--",
+                "sh", "-c", rename, self.name, *argv]  # fmt: skip
+
+
+LOCAL = Host()
+
+
 def wait_for(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not check():
@@ -96,7 +116,12 @@ class Worker:
 
 
 def start_worker(
-    settings: Settings, log: Path, name: str, concurrency: int = 1, **env: str
+    settings: Settings,
+    log: Path,
+    name: str,
+    concurrency: int = 1,
+    host: Host = LOCAL,
+    **env: str,
 ) -> Worker:
     # Reconcile within seconds, not the minute of production, so that tests can see it.
     env = {"LADDER_RECONCILE_AFTER": "2", **env}
@@ -106,7 +131,7 @@ def start_worker(
         "--without-mingle", "--without-gossip",
     ]  # fmt: skip
     start = log.stat().st_size if log.exists() else 0
-    worker = Worker(_spawn(argv, ladder_env(settings, **env), log), log, name)
+    worker = Worker(_spawn(host.wrap(argv), ladder_env(settings, **env), log), log, name)
 
     def ready() -> bool:
         if worker.process.poll() is not None:
@@ -127,19 +152,20 @@ class ApiServer:
 
     settings: Settings
     log: Path
+    host: Host = LOCAL
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host.address}:{self.port}"
 
     def start(self) -> None:
         argv = [
-            str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}", "--worker-class",
+            str(BIN / "gunicorn"), "--bind", f"{self.host.address}:{self.port}", "--worker-class",
             "gthread", "--threads", "8", "--workers", "1", "api:create_app()",
         ]  # fmt: skip
-        self.process = _spawn(argv, ladder_env(self.settings), self.log)
+        self.process = _spawn(self.host.wrap(argv), ladder_env(self.settings), self.log)
         wait_for(self._answers, "the API")
 
     def _answers(self) -> bool:
@@ -163,24 +189,26 @@ class RedisServer:
     """A Redis of the test's own that keeps nothing on disk, like this machine's."""
 
     log: Path
+    host: Host = LOCAL
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host.address}:{self.port}/0"
 
     def start(self) -> None:
         argv = [
-            redis_server(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            redis_server(), "--port", str(self.port), "--bind", self.host.address, "--save", "",
             "--appendonly", "no", "--dir", str(self.log.parent),
         ]  # fmt: skip
-        self.process = _spawn(argv, dict(os.environ), self.log)
+        self.process = _spawn(self.host.wrap(argv), dict(os.environ), self.log)
         wait_for(self._answers, "redis-server", 20)
 
     def _answers(self) -> bool:
         try:
-            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
+            client = redis.Redis(host=self.host.address, port=self.port, socket_timeout=1)
+            return bool(client.ping())
         except redis.RedisError:
             return False
 
@@ -194,7 +222,8 @@ class PostgresServer:
 
     initdb refuses to run as root, so as root the cluster belongs to the `postgres` user."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: Host = LOCAL) -> None:
+        self.host = host
         self.bin = Path(shutil.which("initdb") or "/usr/lib/postgresql/15/bin/initdb").parent
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="ladder-pg-"))
@@ -203,15 +232,18 @@ class PostgresServer:
             entry = pwd.getpwnam(self.user)
             os.chown(self.dir, entry.pw_uid, entry.pw_gid)
         self._run("initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres")
+        with (self.dir / "data" / "pg_hba.conf").open("a") as hba:
+            hba.write("host all all 0.0.0.0/0 trust\n")  # a test's private network only
 
     def _run(self, tool: str, *args: str) -> None:
         argv = [str(self.bin / tool), *args]
         if self.user:
             argv = ["runuser", "-u", self.user, "--", *argv]
-        subprocess.run(argv, check=True, capture_output=True, cwd=self.dir)
+        subprocess.run(self.host.wrap(argv), check=True, capture_output=True, cwd=self.dir)
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        listen = f"-c listen_addresses={self.host.address}"
+        options = f"-p {self.port} -k {self.dir} {listen} -c fsync=off"
         self._run("pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "log"),
                   "-o", options, "-w", "start")  # fmt: skip
 
@@ -220,10 +252,10 @@ class PostgresServer:
 
     def create_database(self, name: str) -> str:
         """A new database; its SQLAlchemy URL."""
-        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres",
-                             autocommit=True) as admin:  # fmt: skip
+        server = f"postgres@{self.host.address}:{self.port}"
+        with psycopg.connect(f"postgresql://{server}/postgres", autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{name}"')
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+        return f"postgresql+psycopg://{server}/{name}"
 
     def remove(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):  # already stopped

@@ -23,7 +23,15 @@ from shared.models import Job
 from shared.schema import upgrade
 from tests.conftest import need
 from tests.integration.http import Client, Reply
-from tests.processes import ApiServer, PostgresServer, RedisServer, Worker, start_worker
+from tests.processes import (
+    LOCAL,
+    ApiServer,
+    Host,
+    PostgresServer,
+    RedisServer,
+    Worker,
+    start_worker,
+)
 
 ADMIN_TOKEN = "faults-admin-token"
 SLOW = list(range(1, 51))
@@ -53,10 +61,9 @@ class Cluster:
     db: Database
     workers: list[Worker] = field(default_factory=list)
 
-    def worker(self, name: str, concurrency: int = 1, **env: str) -> Worker:
-        started = start_worker(
-            self.settings, self.tmp / f"worker-{name}.log", name, concurrency, **env
-        )
+    def worker(self, name: str, concurrency: int = 1, host: Host = LOCAL, **env: str) -> Worker:
+        log = self.tmp / f"worker-{name}.log"
+        started = start_worker(self.settings, log, name, concurrency, host, **env)
         self.workers.append(started)
         return started
 

@@ -1,0 +1,135 @@
+"""Capacity: the figures to size a deployment by, measured on this machine with PostgreSQL.
+
+- the API's submissions a second from one gunicorn process (no worker running);
+- each kind's jobs a second from one worker process (-c 1), the queue filled first;
+- what one job costs the shared parts: row writes and transactions in PostgreSQL
+  (pg_stat_database, pg_stat_user_tables) and commands in Redis (INFO commandstats).
+
+Needs this machine's Redis (BENCH_BROKER_URL) and PostgreSQL (BENCH_POSTGRES).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+from sqlalchemy import func, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from api.auth import create_key
+from bench.common import machine, stop, write_section
+from bench.load import POSTGRES, drive
+from bench.service import BROKER_URL, Ladder
+from shared.models import Job
+
+TEXT = " ".join(["The quick brown fox jumps over the lazy dog, and then it rests."] * 12)
+KINDS: dict[str, tuple[dict[str, Any], int]] = {
+    "stairs": ({"n": 30}, 1000),
+    "attention": ({"text": TEXT, "max_tokens": 128}, 60),
+    "generate": ({"prompt": "Write a short story about a ladder.", "max_new_tokens": 64}, 4),
+}
+
+
+def counters(dsn: str, client: redis.Redis) -> dict[str, int]:
+    """Transactions and row writes so far in the database, and commands so far in Redis."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        (commits,) = conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone() or (0,)
+        (writes,) = conn.execute(
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables"
+        ).fetchone() or (0,)
+    stats = client.info("commandstats")
+    commands = sum(int(v["calls"]) for v in stats.values())
+    return {"commits": int(commits), "writes": int(writes), "redis": commands}
+
+
+def drain(ladder: Ladder, count: int) -> float:
+    """Start one worker process on the filled queue; its jobs a second."""
+    worker = ladder.worker(concurrency=1)
+    started = time.perf_counter()
+    deadline = time.monotonic() + 900
+    while True:
+        with ladder.db.session() as s:
+            ended = s.scalar(select(func.count()).where(Job.finished_at.is_not(None))) or 0
+        if ended >= count:
+            break
+        assert time.monotonic() < deadline, f"{ended} of {count} ended"
+        time.sleep(0.05)
+    seconds = time.perf_counter() - started
+    stop(worker)
+    with ladder.db.session() as s:
+        failed = s.scalar(select(func.count()).where(Job.status != "succeeded")) or 0
+    assert failed == 0, f"{failed} jobs did not succeed; see the worker log"
+    return count / seconds
+
+
+def main() -> None:
+    name = f"ladder_capacity_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = POSTGRES.rsplit("/", 1)[0] + f"/{name}"
+    client = redis.Redis.from_url(BROKER_URL)
+    client.flushdb()
+    rows: dict[str, dict[str, float]] = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            ladder = Ladder(Path(tmp), dsn.replace("postgresql://", "postgresql+psycopg://"))
+            try:
+                token = create_key(ladder.db, "capacity")
+                tokens = [create_key(ladder.db, f"client-{i}") for i in range(16)]
+                seen = drive(ladder.url, tokens, 2000)
+                submits = len(seen.accepted) / seen.seconds
+                ladder.clear()
+                for kind, (params, count) in KINDS.items():
+                    before = counters(dsn, client)
+                    seen = drive(ladder.url, [token], count, kind, params)
+                    assert len(seen.accepted) == count, seen.statuses
+                    rate = drain(ladder, count)
+                    after = counters(dsn, client)
+                    rows[kind] = {k: (after[k] - before[k]) / count for k in after}
+                    rows[kind]["rate"] = rate
+                    ladder.clear()
+            finally:
+                ladder.close()
+    finally:
+        with psycopg.connect(POSTGRES, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _report(submits, rows)
+
+
+def _report(submits: float, rows: dict[str, dict[str, float]]) -> None:
+    lines = "\n".join(
+        f"| {kind} | {r['rate']:.2f} | {r['writes']:.1f} | {r['commits']:.1f} | {r['redis']:.0f} |"
+        for kind, r in rows.items()
+    )
+    write_section(
+        "Capacity: one process of each part, on PostgreSQL",
+        f"""
+{machine()}, {time.strftime("%Y-%m-%d")}; PostgreSQL and Redis on the same machine. API: 2,000
+stairs submissions from 16 clients to one gunicorn process (8 threads), no worker running:
+**{submits:.0f} submissions/s**. Workers: the queue filled first, then one worker process
+(`-c 1`) drains it. Per job, everything the submission and the run cost: row writes and
+commits in PostgreSQL (the API's key lookups included), commands in Redis (the broker's,
+leases, streams, heartbeats and the reconciler over the run).
+
+| kind | jobs/s per worker process | row writes/job | commits/job | Redis commands/job |
+| --- | ---: | ---: | ---: | ---: |
+{lines}
+
+stairs: n = 30. attention: text mode, 128 tokens, all-MiniLM-L6-v2. generate: SmolLM2-135M,
+64 new tokens, fp32 on CPU.
+""",
+    )
+
+
+if __name__ == "__main__":
+    main()
