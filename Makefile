@@ -57,6 +57,7 @@ bench: install ## Benchmarks; tables go to bench/RESULTS.md
 	$(BIN)/python bench/stairs.py
 	$(BIN)/python bench/attention.py
 	$(BIN)/python bench/load.py
+	$(BIN)/python bench/capacity.py
 
 clean: ## Remove var/ (database, logs, private Redis)
 	rm -rf var

@@ -86,9 +86,15 @@ def test_jobs_spread_over_worker_hosts_and_survive_one_cut_off(
 
 
 def _workers(cluster: Cluster) -> list[dict[str, object]]:
-    reply = cluster.client.call("GET", "/api/v1/workers")
-    assert reply.status == 200
-    items: list[dict[str, object]] = reply.json()["items"]
+    """The workers as the API lists them, checked against the dashboard's own feed."""
+    lists = []
+    for path in ("/api/v1/workers", "/admin/api/workers"):
+        reply = cluster.client.call("GET", path)
+        assert reply.status == 200, path
+        lists.append(reply.json()["items"])
+    api, dashboard = ({(w["name"], w["state"]) for w in items} for items in lists)
+    assert api == dashboard
+    items: list[dict[str, object]] = lists[0]
     return items
 
 
