@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +23,8 @@ from sqlalchemy import func, select
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api.auth import create_key
-from bench.common import machine, stop, write_section
-from bench.load import POSTGRES, drive
-from bench.service import BROKER_URL, Ladder
+from bench.common import drive, machine, scratch_database, stop, write_section
+from bench.service import BROKER_URL, Ladder, wait_done
 from shared.models import Job
 
 TEXT = " ".join(["The quick brown fox jumps over the lazy dog, and then it rests."] * 12)
@@ -62,14 +60,7 @@ def drain(ladder: Ladder, count: int) -> float:
     """Start one worker process on the filled queue; its jobs a second in steady state, from
     the first job's end to the last's (so neither start-up nor model loading counts)."""
     worker = ladder.worker(concurrency=1)
-    deadline = time.monotonic() + 900
-    while True:
-        with ladder.db.session() as s:
-            ended = s.scalar(select(func.count()).where(Job.finished_at.is_not(None))) or 0
-        if ended >= count:
-            break
-        assert time.monotonic() < deadline, f"{ended} of {count} ended"
-        time.sleep(0.05)
+    wait_done(ladder.ended, count)
     stop(worker)
     with ladder.db.session() as s:
         failed = s.scalar(select(func.count()).where(Job.status != "succeeded")) or 0
@@ -79,39 +70,32 @@ def drain(ladder: Ladder, count: int) -> float:
 
 
 def main() -> None:
-    name = f"ladder_capacity_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(POSTGRES, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = POSTGRES.rsplit("/", 1)[0] + f"/{name}"
     client = redis.Redis.from_url(BROKER_URL)
     client.flushdb()
     rows: dict[str, dict[str, float]] = {}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            ladder = Ladder(Path(tmp), dsn.replace("postgresql://", "postgresql+psycopg://"))
-            try:
-                token = create_key(ladder.db, "capacity")
-                tokens = [create_key(ladder.db, f"client-{i}") for i in range(16)]
-                seen = drive(ladder.url, tokens, 2000)
-                submits = len(seen.accepted) / seen.seconds
+    with scratch_database("ladder_capacity") as url, tempfile.TemporaryDirectory() as tmp:
+        dsn = url.replace("postgresql+psycopg://", "postgresql://")
+        ladder = Ladder(Path(tmp), url)
+        try:
+            token = create_key(ladder.db, "capacity")
+            tokens = [create_key(ladder.db, f"client-{i}") for i in range(16)]
+            seen = drive(ladder.url, tokens, 2000)
+            submits = len(seen.accepted) / seen.seconds
+            ladder.clear()
+            client.flushdb()  # their messages too, or the next worker would drain them
+            for kind, (params, count) in KINDS.items():
+                before = counters(dsn, client)
+                seen = drive(ladder.url, [token], count, kind, params)
+                assert len(seen.accepted) == count, seen.statuses
+                rate = drain(ladder, count)
+                after = counters(dsn, client)
+                rows[kind] = {k: (after[k] - before[k]) / count for k in after}
+                rows[kind]["rate"] = rate
+                rows[kind]["tokens"] = completion_tokens(ladder)
                 ladder.clear()
-                client.flushdb()  # their messages too, or the next worker would drain them
-                for kind, (params, count) in KINDS.items():
-                    before = counters(dsn, client)
-                    seen = drive(ladder.url, [token], count, kind, params)
-                    assert len(seen.accepted) == count, seen.statuses
-                    rate = drain(ladder, count)
-                    after = counters(dsn, client)
-                    rows[kind] = {k: (after[k] - before[k]) / count for k in after}
-                    rows[kind]["rate"] = rate
-                    rows[kind]["tokens"] = completion_tokens(ladder)
-                    ladder.clear()
-                    client.flushdb()
-            finally:
-                ladder.close()
-    finally:
-        with psycopg.connect(POSTGRES, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                client.flushdb()
+        finally:
+            ladder.close()
     _report(submits, rows)
 
 

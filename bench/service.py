@@ -10,14 +10,11 @@ Latency is the row's finished_at − created_at, as a client would see it.
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
 from pathlib import Path
 from subprocess import Popen
@@ -27,7 +24,16 @@ from sqlalchemy import delete, func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BIN, machine, percentile, start, stop, wait_for_line, write_section
+from bench.common import (
+    BIN,
+    drive,
+    machine,
+    percentile,
+    start,
+    stop,
+    wait_for_line,
+    write_section,
+)
 from shared.db import Database
 from shared.models import Job, JobStatus
 from shared.schema import upgrade
@@ -41,29 +47,16 @@ PORT = 8765
 
 def submit_all() -> float:
     """POST N jobs from CLIENTS threads, each on one keep-alive connection; returns seconds."""
-    body = json.dumps({"kind": "stairs", "params": {"n": 30}})
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-
-    def client(count: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
-        for _ in range(count):
-            conn.request("POST", "/api/v1/jobs", body, headers)
-            response = conn.getresponse()
-            response.read()
-            assert response.status == 202, response.status
-        conn.close()
-
-    share = [N // CLIENTS + (i < N % CLIENTS) for i in range(CLIENTS)]
-    started = time.perf_counter()
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        list(pool.map(client, share))
-    return time.perf_counter() - started
+    seen = drive(Ladder.url, [TOKEN] * CLIENTS, N, params={"n": 30})
+    assert dict(seen.statuses) == {202: N}, seen.statuses
+    return seen.seconds
 
 
-def wait_done(done: Callable[[], int]) -> None:
-    deadline = time.monotonic() + 600
-    while (count := done()) < N:
-        assert time.monotonic() < deadline, f"only {count} of {N} finished"
+def wait_done(done: Callable[[], int], count: int = N, seconds: float = 900) -> None:
+    """Poll `done` until it reaches `count`."""
+    deadline = time.monotonic() + seconds
+    while (finished := done()) < count:
+        assert time.monotonic() < deadline, f"only {finished} of {count} finished"
         time.sleep(0.02)
 
 
@@ -121,6 +114,10 @@ class Ladder:
         )
         wait_for_line(log, " ready.")
         return process
+
+    def ended(self) -> int:
+        with self.db.session() as s:
+            return int(s.scalar(select(func.count()).where(Job.finished_at.is_not(None))) or 0)
 
     def succeeded(self) -> int:
         with self.db.session() as s:

@@ -1,10 +1,10 @@
 """Load: 10,000 jobs from 16 concurrent clients lose none, run none twice, and never see a 5xx.
-The figures come from `bench/load.py`, which drives the service the same way."""
+The figures come from `bench/load.py`, which drives the service with the same `drive`."""
 
 from __future__ import annotations
 
 from api.auth import create_key
-from bench.load import drive
+from bench.common import drive
 from tests.faults.conftest import Cluster
 
 JOBS = 10_000
