@@ -12,7 +12,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from scripts.run import free_port, redis_server
+from scripts.run import answers, free_port, redis_server, start
 from shared.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,14 +68,6 @@ def ladder_env(settings: Settings, **extra: str) -> dict[str, str]:
     if settings.admin_token:
         env["LADDER_ADMIN_TOKEN"] = settings.admin_token
     return env
-
-
-def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        # A session of its own, so that a kill reaches the whole process group.
-        return subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
 
 
 def _kill_group(process: subprocess.Popen[bytes], sig: int) -> None:
@@ -130,13 +121,13 @@ def start_worker(
         "-c", str(concurrency), "-n", f"{name}@%h", "--loglevel", "INFO",
         "--without-mingle", "--without-gossip",
     ]  # fmt: skip
-    start = log.stat().st_size if log.exists() else 0
-    worker = Worker(_spawn(host.wrap(argv), ladder_env(settings, **env), log), log, name)
+    offset = log.stat().st_size if log.exists() else 0  # a restart appends to the same log
+    worker = Worker(start(name, host.wrap(argv), ladder_env(settings, **env), log), log, name)
 
     def ready() -> bool:
         if worker.process.poll() is not None:
             raise RuntimeError(f"worker exited:\n{worker.log_text()[-3000:]}")
-        return " ready." in worker.log_text()[start:]
+        return " ready." in worker.log_text()[offset:]
 
     try:
         wait_for(ready, f"worker {name}")
@@ -165,23 +156,12 @@ class ApiServer:
             str(BIN / "gunicorn"), "--bind", f"{self.host.address}:{self.port}", "--worker-class",
             "gthread", "--threads", "8", "--workers", "1", "api:create_app()",
         ]  # fmt: skip
-        self.process = _spawn(self.host.wrap(argv), ladder_env(self.settings), self.log)
-        wait_for(self._answers, "the API")
-
-    def _answers(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as reply:
-                return bool(reply.status == 200)
-        except OSError:
-            return False
+        self.process = start("api", self.host.wrap(argv), ladder_env(self.settings), self.log)
+        wait_for(lambda: answers(f"{self.url}/healthz"), "the API")
 
     def kill(self) -> None:
         if self.process is not None:
             _kill_group(self.process, signal.SIGKILL)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            _kill_group(self.process, signal.SIGTERM)
 
 
 @dataclass
@@ -202,7 +182,7 @@ class RedisServer:
             redis_server(), "--port", str(self.port), "--bind", self.host.address, "--save", "",
             "--appendonly", "no", "--dir", str(self.log.parent),
         ]  # fmt: skip
-        self.process = _spawn(self.host.wrap(argv), dict(os.environ), self.log)
+        self.process = start("redis", self.host.wrap(argv), dict(os.environ), self.log)
         wait_for(self._answers, "redis-server", 20)
 
     def _answers(self) -> bool:

@@ -5,17 +5,12 @@ describes."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 
-import fakeredis
-import pytest
 import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 
-from api import create_app
 from api.auth import create_key
-from shared.config import Settings
 
 EXAMPLES = 50
 ADMIN = {"Authorization": "Bearer admin-token"}  # the settings fixture's admin
@@ -23,14 +18,6 @@ ADMIN = {"Authorization": "Bearer admin-token"}  # the settings fixture's admin
 # fields (n's cap depends on the steps), a GPU worker online, a model folder present. And JSON
 # Schema counts 5.0 as an integer, which Ladder's strict parsing refuses.
 LIVE = [schemathesis.checks.positive_data_acceptance]
-
-
-@pytest.fixture
-def app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings)
-    app.extensions["ladder"].redis = fakeredis.FakeRedis()
-    yield app
-    app.extensions["ladder"].db.engine.dispose()
 
 
 def test_generated_requests_get_answers_the_spec_allows(app: Flask) -> None:
