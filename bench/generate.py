@@ -25,16 +25,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BIN, machine, start, stop, wait_for_line, write_section
+from bench.common import machine, start, stop, wait_for_line, write_section
+from scripts import processes
 from shared import streams
 from shared.config import Settings
 from shared.kinds import get
-from shared.registry import resolve
+from shared.model_registry import resolve
 from shared.schema import upgrade
 from worker.context import RunContext
 from worker.device import rss_bytes
-from worker.generate import loading
-from worker.generate.run import generate
+from worker.kinds.generate import loading
+from worker.kinds.generate.decode import generate
 
 MODELS = Path(os.environ.get("LADDER_MODELS_DIR", "var/models"))
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/12")
@@ -85,11 +86,8 @@ def first_token_through_sse(tmp: Path) -> tuple[float, float]:
     env = {**os.environ, "DATABASE_URL": database_url, "BROKER_URL": BROKER_URL,
            "LADDER_ADMIN_TOKEN": "bench", "LADDER_MODELS_DIR": str(MODELS.resolve())}  # fmt: skip
     port = 8767
-    gunicorn = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread",
-                "--threads", "8", "api:create_app()"]  # fmt: skip
-    celery = [str(BIN / "celery"), "-A", "worker", "worker", "-Q", "cpu", "-c", "1",
-              "-l", "INFO", "--without-mingle", "--without-gossip"]  # fmt: skip
-    api = start(gunicorn, env, tmp / "api.log")
+    celery = processes.worker("cpu", concurrency=1, events=False, extra=processes.QUICK_START)
+    api = start(processes.api(bind=f"127.0.0.1:{port}"), env, tmp / "api.log")
     worker = start(celery, env, tmp / "worker.log")
     try:
         wait_for_line(tmp / "api.log", "Booting worker")

@@ -34,6 +34,7 @@ from bench.common import (
     wait_for_line,
     write_section,
 )
+from scripts import processes
 from shared.db import Database
 from shared.models import Job, JobStatus
 from shared.schema import upgrade
@@ -74,44 +75,18 @@ class Ladder:
             "BROKER_URL": BROKER_URL,
             "LADDER_ADMIN_TOKEN": TOKEN,
         }
-        self.api = start(
-            [
-                str(BIN / "gunicorn"),
-                "--bind",
-                f"127.0.0.1:{PORT}",
-                "--worker-class",
-                "gthread",
-                "--threads",
-                "8",
-                "--workers",
-                "1",
-                "api:create_app()",
-            ],
-            self.env,
-            tmp / "api.log",
-        )
+        self.api = start(processes.api(bind=f"127.0.0.1:{PORT}"), self.env, tmp / "api.log")
         wait_for_line(tmp / "api.log", "Booting worker")
 
     def worker(self, concurrency: int | None = None) -> Popen[bytes]:
         log = self.tmp / "worker.log"
-        process = start(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "worker",
-                "worker",
-                "-Q",
-                "cpu",
-                "-c",
-                str(concurrency or os.cpu_count()),
-                "--loglevel",
-                "INFO",
-                "--without-mingle",
-                "--without-gossip",
-            ],
-            self.env,
-            log,
+        argv = processes.worker(
+            "cpu",
+            concurrency=concurrency or os.cpu_count(),
+            events=False,
+            extra=processes.QUICK_START,
         )
+        process = start(argv, self.env, log)
         wait_for_line(log, " ready.")
         return process
 

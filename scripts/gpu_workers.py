@@ -14,7 +14,10 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scripts.processes import worker  # noqa: E402
 
 
 def gpu_count() -> int:
@@ -39,9 +42,7 @@ def main() -> int:
     workers = []
     for gpu in ids:
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}
-        argv = [str(BIN / "celery"), "-A", "worker", "worker", "-Q", "gpu", "-c", "1",
-                "-n", f"gpu{gpu}@%h", "-E", "--loglevel", "INFO"]  # fmt: skip
-        workers.append(subprocess.Popen(argv, env=env))
+        workers.append(subprocess.Popen(worker("gpu", f"gpu{gpu}", concurrency=1), env=env))
         print(f"gpu worker for GPU {gpu}: pid {workers[-1].pid}", flush=True)
 
     def stop(signum: int, _frame: FrameType | None) -> None:

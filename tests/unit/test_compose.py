@@ -36,9 +36,10 @@ def test_compose_file_is_valid_and_has_the_services() -> None:
     config: dict[str, Any] = yaml.safe_load(result.stdout)
     services = config["services"]
     assert {"redis", "postgres", "migrate", "api", "worker-cpu"} <= set(services)
-    assert "gunicorn" in services["api"]["command"]
+    assert services["api"]["command"][:3] == ["gunicorn", "-c", "gunicorn.conf.py"]
     assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
-    assert services["worker-cpu"]["command"][:4] == ["celery", "-A", "worker", "worker"]
+    worker = ["python", "-m", "scripts.processes", "worker", "cpu"]
+    assert services["worker-cpu"]["command"] == worker
     assert services["api"]["environment"]["LADDER_ADMIN_TOKEN"] == "token"
 
 
@@ -49,8 +50,8 @@ def test_production_services_are_durable_and_the_optional_ones_opt_in() -> None:
     assert "/data" in _volume_targets(services["redis"])
     assert "/var/lib/postgresql/data" in _volume_targets(services["postgres"])
     assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
-    api = services["api"]["command"]
-    assert int(api[api.index("--workers") + 1]) >= 2
+    api_env = {**_dockerfile_env(), **services["api"]["environment"]}
+    assert int(api_env["WEB_CONCURRENCY"]) >= 2  # API processes
     assert services["api"]["depends_on"]["migrate"]["condition"] == (
         "service_completed_successfully"
     )
@@ -61,9 +62,29 @@ def test_production_services_are_durable_and_the_optional_ones_opt_in() -> None:
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
     assert (ROOT / "scripts" / "gpu_workers.py").exists()
     assert "COPY scripts scripts" in (ROOT / "Dockerfile").read_text()
+    assert "gunicorn.conf.py" in _dockerfile_copies()
     flower = services["flower"]
     assert flower["profiles"] == ["flower"]
     assert all(str(p).startswith("127.0.0.1:") for p in _ports(flower))  # not on the network
+
+
+def test_the_image_serves_the_api_on_every_interface_of_the_container() -> None:
+    env = _dockerfile_env()
+    assert env["HOST"] == "0.0.0.0" and env["PORT"] == "8000"
+    assert "EXPOSE 8000" in (ROOT / "Dockerfile").read_text()
+
+
+def _dockerfile_env() -> dict[str, str]:
+    """KEY=VALUE pairs of the Dockerfile's ENV lines."""
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    pairs = [p for line in lines if line.startswith("ENV ") for p in line.split()[1:]]
+    return dict(p.split("=", 1) for p in pairs)
+
+
+def _dockerfile_copies() -> list[str]:
+    """What the Dockerfile's COPY lines copy (sources and destinations)."""
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    return [word for line in lines if line.startswith("COPY ") for word in line.split()[1:]]
 
 
 def _volume_targets(service: dict[str, Any]) -> list[str]:
