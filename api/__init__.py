@@ -13,7 +13,7 @@ from api.auth import ensure_key
 from api.context import Ladder
 from shared.config import Settings
 from shared.db import Database
-from worker.app import create_celery
+from shared.producer import Producer
 
 log = logging.getLogger(__name__)
 
@@ -24,15 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    celery = create_celery(settings)
-    # Fail fast when the broker is down, so that a submit answers 503 instead of hanging.
-    celery.conf.broker_connection_timeout = 3
-    celery.conf.task_publish_retry_policy = {
-        "max_retries": 2,
-        "interval_start": 0,
-        "interval_step": 0.5,
-    }
-    app.extensions["ladder"] = Ladder(settings, Database(settings.database_url), celery)
+    app.extensions["ladder"] = Ladder(settings, Database(settings.database_url), Producer(settings))
     problems.init_app(app)
     session.init_app(app, settings)
     for blueprint in (

@@ -1,4 +1,4 @@
-"""What each request needs from its app: settings, the database and the Celery producer."""
+"""What each request needs from its app: settings, the database, Redis and the producer."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from flask import current_app
 from shared import streams
 from shared.config import Settings
 from shared.db import Database
+from shared.producer import Producer
 from shared.streams import Redis
-from worker.app import LadderCelery
 
 
 @dataclass
 class Ladder:
     settings: Settings
     db: Database
-    celery: LadderCelery
+    producer: Producer
     _redis: Redis | None = None
 
     @property

@@ -47,8 +47,7 @@ def _check_database() -> str:
 
 def _check_broker() -> str:
     try:
-        with ladder().celery.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, timeout=2)
+        ladder().producer.ping()
         return "ok"
     except Exception as exc:
         return f"error: {type(exc).__name__}"

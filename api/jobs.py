@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 from typing import Any
 
@@ -21,6 +22,8 @@ from shared.kinds import FieldError
 from shared.models import Job, JobStatus
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1")
+PAGE_SIZE = 20
+"""Jobs a listing page holds unless `limit` says otherwise."""
 KIND_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
@@ -43,7 +46,7 @@ def get(job_id: str) -> dict[str, Any]:
 def list_jobs() -> dict[str, Any]:
     ctx = ladder()
     caller = authenticate(ctx.db)
-    limit = int_arg("limit", 20, 1, ctx.settings.page_limit)
+    limit = int_arg("limit", PAGE_SIZE, 1, ctx.settings.page_limit)
     query = select(Job).order_by(Job.seq.desc()).limit(limit + 1)
     if not caller.is_admin:
         query = query.where(Job.api_key_id == caller.key_id)
@@ -123,11 +126,11 @@ def list_kinds() -> dict[str, Any]:
                 "pools": list(kind.pools),
                 "params_schema": kind.json_schema(),
                 "limits": {
-                    **kind.limits(settings),
-                    "time_limit_seconds": settings.time_limit(kind.name),
+                    **dataclasses.asdict(kind.limits(settings)),
+                    "time_limit_seconds": kind.time_limit_for(settings),
                 },
             }
-            for kind in kinds.registry().values()
+            for kind in kinds.enabled().values()
         ]
     }
 

@@ -20,7 +20,7 @@ from api.context import ladder
 from api.events import follow, keep_alive_every
 from api.problems import Problem, invalid
 from api.requests import SubmitRequest, json_body
-from shared import jobs, registry
+from shared import jobs, model_registry, producer
 from shared.kinds import FieldError
 from shared.kinds.generate import describe_entry, is_generative
 from shared.models import Job, JobStatus
@@ -50,8 +50,8 @@ def models() -> dict[str, Any]:
     authenticate(ladder().db)
     settings = ladder().settings
     data = []
-    for name in registry.available(settings.models_dir):
-        entry = registry.resolve(name, settings.models_dir)
+    for name in model_registry.available(settings.models_dir):
+        entry = model_registry.resolve(name, settings.models_dir)
         if is_generative(entry.path):
             data.append(
                 {"object": "model", "created": 0, "owned_by": "ladder", **describe_entry(entry)}
@@ -88,7 +88,7 @@ def chat_completions() -> Response:
             mimetype="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache"},
         )
-    done = _wait(job.id, ladder().settings.time_limit("generate"))
+    done = _wait(job.id, producer.time_limit(ladder().settings, "generate"))
     return Response(json.dumps(_completion(done)), mimetype="application/json", headers=headers)
 
 

@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 
 from shared.db import Database
 from shared.models import Job, JobStatus, utcnow
+from shared.producer import QUEUES, queue_lists
 from shared.streams import Redis
-from worker.app import QUEUES, queue_lists
 
 WINDOWS = {"5m": timedelta(minutes=5), "1h": timedelta(hours=1)}
 SAMPLE = 10_000

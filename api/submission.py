@@ -1,15 +1,11 @@
-"""Turning a validated request into a committed, queued job: routing, idempotency, sending."""
+"""Turning a validated request into a committed, queued job: routing, then shared.jobs and the
+producer; and cancelling one."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import uuid
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 
 from api.auth import Caller
 from api.context import ladder
@@ -17,10 +13,8 @@ from api.problems import Problem, invalid
 from api.requests import SubmitRequest
 from shared import jobs, kinds, streams, workers
 from shared.kinds import FieldError, InvalidParams, Kind
-from shared.models import Job, JobStatus
-from worker.app import enqueue
-
-MAX_IDEMPOTENCY_KEY = 255
+from shared.models import Job
+from shared.producer import BrokerUnavailable
 
 
 def submit(caller: Caller, req: SubmitRequest, body: Any, key: str | None) -> Job:
@@ -28,7 +22,7 @@ def submit(caller: Caller, req: SubmitRequest, body: Any, key: str | None) -> Jo
     ctx = ladder()
     kind = kinds.get(req.kind)
     if kind is None:
-        known = ", ".join(sorted(kinds.registry()))
+        known = ", ".join(sorted(kinds.enabled()))
         raise invalid([FieldError("kind", f"unknown kind {req.kind!r}; known kinds: {known}")])
     try:
         params = kind.parse(req.params, ctx.settings)
@@ -38,35 +32,16 @@ def submit(caller: Caller, req: SubmitRequest, body: Any, key: str | None) -> Jo
     errors = [FieldError(f"params.{e.field}", e.message) for e in kind.check_device(params, queue)]
     if errors:
         raise invalid(errors)
-    if key is not None and not (
-        0 < len(key) <= MAX_IDEMPOTENCY_KEY and all(" " <= c <= "~" for c in key)
-    ):
-        message = f"must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"
-        raise invalid([FieldError("Idempotency-Key", message)])
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-    if key is not None and (existing := _by_idempotency_key(caller, key, digest)) is not None:
-        return existing
-    job = Job(
-        id=str(uuid.uuid4()),
-        api_key_id=caller.key_id,
-        kind=kind.name,
-        status=JobStatus.QUEUED,
-        params=params.model_dump(mode="json"),
-        priority=req.priority,
-        device=req.device,
-        queue=queue,
-        idempotency_key=key,
-        request_hash=digest if key is not None else None,
-    )
+    new = jobs.NewJob(caller.key_id, kind.name, params.model_dump(mode="json"), req.priority,
+                      req.device, queue)  # fmt: skip
     try:
-        with ctx.db.session() as session:
-            session.add(job)
-    except IntegrityError:
-        # Another request with the same Idempotency-Key committed first.
-        if key is not None and (existing := _by_idempotency_key(caller, key, digest)) is not None:
-            return existing
-        raise
-    send(job)
+        job, created = jobs.create(ctx.db, new, body, key)
+    except InvalidParams as exc:
+        raise invalid(exc.errors) from None
+    except jobs.IdempotencyConflict as exc:
+        raise Problem(409, str(exc)) from None
+    if created:
+        send(job)
     return job
 
 
@@ -109,31 +84,19 @@ def cancel(job: Job) -> bool:
     try:
         streams.request_cancel(ctx.redis, job.id)  # a kind that stops itself sees this
         if kind is None or not kind.stops_itself:
-            ctx.celery.control.revoke(job.id, terminate=True, signal="SIGTERM")
+            ctx.producer.revoke(job.id)
     except Exception:
         current_app.logger.warning("could not signal the cancel of job %s", job.id, exc_info=True)
     return True
-
-
-def _by_idempotency_key(caller: Caller, key: str, digest: str) -> Job | None:
-    with ladder().db.session() as session:
-        job = session.scalars(
-            select(Job).where(Job.api_key_id == caller.key_id, Job.idempotency_key == key)
-        ).first()
-    if job is not None and job.request_hash != digest:
-        raise Problem(409, "this Idempotency-Key was used with a different body")
-    return job
 
 
 def send(job: Job) -> None:
     """Queue the committed job; if the broker refuses, undo the row so that nothing half-exists."""
     ctx = ladder()
     try:
-        enqueue(ctx.celery, job.id, job.kind, job.queue, job.priority)
-    except Exception:
-        current_app.logger.exception("could not queue job %s", job.id)
-        with ctx.db.session() as session:
-            session.execute(delete(Job).where(Job.id == job.id))
+        ctx.producer.send(job.id, job.kind, job.queue, job.priority)
+    except BrokerUnavailable:
+        jobs.discard(ctx.db, job.id)
         raise Problem(
             503, "the broker is unavailable; try again shortly", headers={"Retry-After": "5"}
         ) from None

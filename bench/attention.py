@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import machine, write_section
 from shared.config import Settings
 from shared.kinds import get
-from shared.registry import resolve
-from worker.attention.matrices import analyse_matrices
-from worker.attention.text import analyse_text
-from worker.models import load_encoder
+from shared.model_registry import resolve
+from worker.kinds.attention.matrices import analyse_matrices
+from worker.kinds.attention.text import analyse_text
+from worker.model_cache import load_encoder
 
 SETTINGS = Settings()
 KIND = get("attention")

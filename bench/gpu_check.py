@@ -24,9 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.registry import resolve
+from shared.model_registry import resolve
 from tests.tiny_models import build_tiny_glm4
-from worker.generate import loading
+from worker.kinds.generate import loading
 
 FULL = dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=8, num_attention_heads=16,
             num_key_value_heads=4, head_dim=128, vocab_size=151_552)  # fmt: skip

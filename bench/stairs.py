@@ -16,10 +16,10 @@ import gmpy2
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine, write_section
-from shared.config import Settings
-from shared.kinds.stairs import describe, ways
+from shared.kinds.stairs import StairsLimits
+from worker.kinds.stairs import describe, ways
 
-SETTINGS = Settings()
+LIMITS = StairsLimits()
 
 
 def best_of(fn: Callable[[], object], repeat: int) -> float:
@@ -46,7 +46,7 @@ def floor(n: int) -> str:
 def ladder(n: int, steps: list[int] | None = None, modulus: int | None = None) -> object:
     """What the stairs runner does: ways(), then the result's shape (digits, value.txt)."""
     steps = steps or [1, 2]
-    return describe(ways(n, steps, modulus), modulus, steps, SETTINGS)
+    return describe(ways(n, steps, modulus), modulus, steps, LIMITS)
 
 
 def fmt(seconds: float) -> str:

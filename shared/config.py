@@ -2,54 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-
-@dataclass(frozen=True)
-class StairsLimits:
-    """How far `stairs` goes before a job is refused; each name appears in the error it causes."""
-
-    max_n_fib: int = 10_000_000
-    """Exact answers for steps [1, 2] (Fibonacci): F(10^7 + 1) has 2,089,877 digits."""
-    max_n_exact: int = 1_000_000
-    """Exact answers for any other step set."""
-    max_n_modular: int = 10**18
-    max_step: int = 50
-    max_modulus: int = 10**18
-    inline_digits: int = 100_000
-    """Longer values are stored as the artifact value.txt instead of inline."""
-
-
-@dataclass(frozen=True)
-class AttentionLimits:
-    """How much an `attention` job may ask for."""
-
-    max_text_chars: int = 5_000
-    max_tokens: int = 256
-    """The cap on a text job's `max_tokens` (its default is 128)."""
-    max_rows: int = 256
-    """Matrices mode: the most rows of q (n) and of k and v (m)."""
-    max_dim: int = 512
-    """Matrices mode: the widest d (q, k) and d_v (v)."""
-    inline_tokens: int = 64
-    inline_pairs: int = 16
-    """Attention matrices go inline in the result only up to these sizes; else the .npz."""
-    max_top_k: int = 20
-
-
-@dataclass(frozen=True)
-class GenerateLimits:
-    """How much a `generate` job may ask for."""
-
-    max_new_tokens: int = 2_048
-    max_prompt_chars: int = 32_000
-    max_messages: int = 64
-    max_stop: int = 4
-    max_stop_chars: int = 64
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -73,13 +30,13 @@ class Settings:
     max_attempts: int = 3
     """A job whose worker dies this many times fails with `worker_lost`."""
     page_limit: int = 100
-    time_limits: Mapping[str, int] = field(
-        default_factory=lambda: {"stairs": 120, "attention": 300, "generate": 900}
-    )
-    """Hard time limit per kind, seconds; a soft limit fires a few seconds earlier."""
-    stairs: StairsLimits = field(default_factory=StairsLimits)
-    attention: AttentionLimits = field(default_factory=AttentionLimits)
-    generate: GenerateLimits = field(default_factory=GenerateLimits)
+    time_limits: Mapping[str, int] = field(default_factory=dict)
+    """Hard time limits by kind, seconds, over each kind's own; a soft limit fires a little
+    earlier."""
+    limits: Mapping[str, Any] = field(default_factory=dict)
+    """Limits objects by kind, replacing each kind's defaults (tests set these)."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """The LADDER_* variables read, where each kind finds its `LADDER_<KIND>_<NAME>` limits."""
     default_generate_model: str = "smollm2"
     trust_remote_code: frozenset[str] = frozenset()
     """Model folders whose own Python code may run (ChatGLM-6B/2/3 need it); none by default."""
@@ -119,35 +76,13 @@ class Settings:
             values["trust_remote_code"] = frozenset(n.strip() for n in names if n.strip())
         if env.get("LADDER_DEFAULT_GENERATE_MODEL"):
             values["default_generate_model"] = env["LADDER_DEFAULT_GENERATE_MODEL"]
-        kinds = [
-            ("stairs", StairsLimits),
-            ("attention", AttentionLimits),
-            ("generate", GenerateLimits),
-        ]
-        for prefix, limits in kinds:
-            given = {
-                f.name: int(env[var])
-                for f in dataclasses.fields(limits)
-                if (var := f"LADDER_{prefix.upper()}_{f.name.upper()}") in env
-            }
-            if given:
-                values[prefix] = limits(**given)
+        values["env"] = {var: value for var, value in env.items() if var.startswith("LADDER_")}
         time_limits = {
             var.removeprefix("LADDER_TIME_LIMIT_").lower(): int(value)
             for var, value in env.items()
             if var.startswith("LADDER_TIME_LIMIT_")
         }
         if time_limits:
-            values["time_limits"] = {**cls().time_limits, **time_limits}
+            values["time_limits"] = time_limits
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
-
-    def time_limit(self, kind: str) -> int:
-        return self.time_limits.get(kind, 60)
-
-    @property
-    def visibility_timeout(self) -> int:
-        """Redis re-delivers an unacknowledged message after this many seconds."""
-        if self.redelivery_after is not None:
-            return self.redelivery_after
-        return 2 * max(self.time_limits.values(), default=60) + 60

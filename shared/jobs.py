@@ -6,20 +6,105 @@ however workers race, a job starts an attempt once, and finishes once.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.db import Database
+from shared.kinds import FieldError, InvalidParams
 from shared.models import Artifact, Job, JobStatus, utcnow
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MAX_IDEMPOTENCY_KEY = 255
+"""The longest Idempotency-Key a client may send (the column's width)."""
+
+
+class IdempotencyConflict(Exception):
+    """An Idempotency-Key sent again with a different body."""
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated, routed submission: everything a `jobs` row needs but its id."""
+
+    owner: int
+    kind: str
+    params: dict[str, Any]
+    priority: int
+    device: str
+    queue: str
+
+
+def create(
+    db: Database, new: NewJob, body: Any = None, idempotency_key: str | None = None
+) -> tuple[Job, bool]:
+    """Commit a queued job, and say whether it is new.
+
+    With an Idempotency-Key, the same key and body give back the job they made the first time
+    (created False) and the same key with another body raises IdempotencyConflict; two requests
+    racing with one key make one job. A malformed key raises InvalidParams.
+    """
+    digest = None
+    if idempotency_key is not None:
+        _check_idempotency_key(idempotency_key)
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        if (existing := _by_idempotency_key(db, new.owner, idempotency_key, digest)) is not None:
+            return existing, False
+    job = Job(
+        id=str(uuid.uuid4()),
+        api_key_id=new.owner,
+        kind=new.kind,
+        status=JobStatus.QUEUED,
+        params=new.params,
+        priority=new.priority,
+        device=new.device,
+        queue=new.queue,
+        idempotency_key=idempotency_key,
+        request_hash=digest,
+    )
+    try:
+        with db.session() as session:
+            session.add(job)
+    except IntegrityError:
+        if idempotency_key is None or digest is None:
+            raise
+        # Another request with the same Idempotency-Key committed first.
+        existing = _by_idempotency_key(db, new.owner, idempotency_key, digest)
+        if existing is None:
+            raise
+        return existing, False
+    return job, True
+
+
+def discard(db: Database, job_id: str) -> None:
+    """Delete a job whose message could not be sent, so that nothing half-exists."""
+    with db.session() as session:
+        session.execute(delete(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED))
+
+
+def _check_idempotency_key(key: str) -> None:
+    if not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and all(" " <= c <= "~" for c in key)):
+        message = f"must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"
+        raise InvalidParams([FieldError("Idempotency-Key", message)])
+
+
+def _by_idempotency_key(db: Database, owner: int, key: str, digest: str) -> Job | None:
+    with db.session() as session:
+        job = session.scalars(
+            select(Job).where(Job.api_key_id == owner, Job.idempotency_key == key)
+        ).first()
+    if job is not None and job.request_hash != digest:
+        raise IdempotencyConflict("this Idempotency-Key was used with a different body")
+    return job
 
 
 def find(db: Database, job_id: str) -> Job | None:

@@ -22,7 +22,7 @@ def build_tiny_glm4(folder: Path) -> None:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Glm4Config, Glm4ForCausalLM, PreTrainedTokenizerFast
 
-    from shared.prompts import GLM4_TEMPLATE
+    from worker.kinds.generate.prompts import GLM4_TEMPLATE
 
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

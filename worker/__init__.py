@@ -1,5 +1,4 @@
-"""The Celery side of Ladder: the app factory, the one task, and a runner per job kind."""
+"""The Celery side of Ladder: the app (worker.factory), the one task, and a runner per job kind.
 
-from worker.app import LadderCelery, create_celery
-
-__all__ = ["LadderCelery", "create_celery"]
+`celery -A worker` finds the app in worker/celery.py, which reads the environment.
+"""

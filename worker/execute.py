@@ -10,13 +10,13 @@ from typing import TypeVar
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
-from shared import jobs, kinds, workers
+from shared import jobs, kinds, producer, workers
 from shared.kinds import InvalidParams, Outcome
 from shared.models import JobStatus
 from worker import leases
 from worker.app import LadderCelery
 from worker.context import RunContext
-from worker.runners import runner_for
+from worker.kinds import runner_for
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,7 +56,7 @@ def _attempt(
     except InvalidParams as exc:
         error = jobs.error("invalid_params", str(exc))
     except SoftTimeLimitExceeded:
-        limit = time_limit or settings.time_limit(job.kind)
+        limit = time_limit or producer.time_limit(settings, job.kind)
         error = jobs.error("timeout", f"the job ran past its time limit of {limit:g} s")
     except Exception as exc:
         log.exception("job %s failed", job_id)

@@ -22,15 +22,20 @@ from typing import Any
 from celery.signals import worker_ready, worker_shutdown
 from sqlalchemy import select
 
+from shared.config import Settings
+from shared.db import Database
 from shared.models import Job, JobStatus, utcnow
+from shared.producer import QUEUES, Producer, queue_lists
 from shared.streams import Redis
 from worker import leases
-from worker.app import QUEUES, LadderCelery, enqueue, queue_lists
+from worker.app import LadderCelery
 
 log = logging.getLogger(__name__)
 
 UNACKED, UNACKED_INDEX = "unacked", "unacked_index"  # kombu's Redis transport keeps these
 LOCK = "ladder:reconciler"
+PASSES = "ladder:reconciler:passes"
+"""How many passes have run, across workers: something to wait on."""
 
 
 def _job_id(message: Any) -> str | None:
@@ -64,12 +69,13 @@ def taken_in_redis(client: Redis) -> dict[str, bytes | str]:
     return taken
 
 
-def reconcile(app: LadderCelery, suspects: set[str]) -> tuple[list[str], set[str]]:
+def reconcile(
+    db: Database, client: Redis, producer: Producer, settings: Settings, suspects: set[str]
+) -> tuple[list[str], set[str]]:
     """One pass: re-send the jobs that look lost now and looked lost in the pass before (a
     message moving from a queue to a worker is briefly in neither place). Returns what it sent
     and what looks lost now."""
-    client, db = app.redis, app.db
-    bound = timedelta(seconds=app.settings.reconcile_after)
+    bound = timedelta(seconds=settings.reconcile_after)
     before = utcnow() - bound
     with db.session() as session:
         queued = session.execute(
@@ -92,7 +98,7 @@ def reconcile(app: LadderCelery, suspects: set[str]) -> tuple[list[str], set[str
     resent = []
     for job_id, kind, queue, priority in queued:
         if job_id in lost & suspects:
-            enqueue(app, job_id, kind, queue, priority)
+            producer.send(job_id, kind, queue, priority)
             resent.append(job_id)
     for job_id, kind, queue, priority in running:
         if job_id not in lost & suspects:
@@ -102,7 +108,7 @@ def reconcile(app: LadderCelery, suspects: set[str]) -> tuple[list[str], set[str
             pipe.zrem(UNACKED_INDEX, taken[job_id])
             pipe.hdel(UNACKED, taken[job_id])
             pipe.execute()
-        enqueue(app, job_id, kind, queue, priority)
+        producer.send(job_id, kind, queue, priority)
         resent.append(job_id)
     if resent:
         log.warning("reconciler: sent %d jobs again: %s", len(resent), ", ".join(resent[:20]))
@@ -120,7 +126,8 @@ def install(app: LadderCelery) -> None:
             try:
                 # One worker at a time; the lock lapses by itself if that worker dies.
                 if app.redis.set(LOCK, "1", nx=True, ex=max(1, int(every))):
-                    _, suspects = reconcile(app, suspects)
+                    _, suspects = reconcile(app.db, app.redis, app.producer, app.settings, suspects)
+                    app.redis.incr(PASSES)
             except Exception:
                 log.warning("reconciler pass failed; trying again later", exc_info=True)
 

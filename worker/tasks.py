@@ -8,7 +8,8 @@ from celery import Task
 from celery.exceptions import TimeLimitExceeded
 
 from shared import jobs
-from worker.app import TASK_NAME, LadderCelery
+from shared.producer import TASK_NAME
+from worker.app import LadderCelery
 from worker.execute import execute
 
 

@@ -15,6 +15,7 @@ from flask import (
     session,
     url_for,
 )
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -28,7 +29,7 @@ from api.representation import job_json
 from api.requests import parse_submit
 from shared import jobs, kinds, streams, workers
 from shared.models import Artifact, Job, JobStatus
-from worker.app import enqueue
+from shared.producer import BrokerUnavailable
 
 bp = Blueprint(
     "admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static"
@@ -57,7 +58,7 @@ def secure(response: Response) -> Response:
 def template_globals() -> dict[str, Any]:
     return {
         "csrf_token": csrf_token,
-        "kinds": sorted(kinds.registry()),
+        "kinds": sorted(kinds.enabled()),
         "statuses": list(JobStatus),
     }
 
@@ -157,8 +158,8 @@ def retry(job_id: str) -> BaseResponse:
         try:
             ctx.redis.delete(streams.stream_key(job_id), streams.cancel_key(job_id))
             if job is not None:
-                enqueue(ctx.celery, job.id, job.kind, job.queue, job.priority)
-        except Exception:
+                ctx.producer.send(job.id, job.kind, job.queue, job.priority)
+        except (BrokerUnavailable, RedisError):
             # The row is queued again either way; the reconciler re-sends what never left.
             current_app.logger.warning("could not queue the retry of %s", job_id, exc_info=True)
     return redirect(url_for("admin.job_page", job_id=job_id))

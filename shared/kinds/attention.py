@@ -2,13 +2,13 @@
 
 Two modes, told apart by the params: `text` analyses a model from the registry on a text (and
 an optional second text, as a pair); `q`, `k`, `v` computes the formula itself in float64 and
-explains what the √d_k scaling did. The compute lives in worker/attention/; this module holds
+explains what the √d_k scaling did. The compute lives in worker/kinds/attention/; this module holds
 what the API checks before a job exists, so it imports neither torch nor numpy.
 """
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -26,7 +26,25 @@ from pydantic import (
 
 from shared.config import Settings
 from shared.kinds.base import FieldError, Kind
-from shared.registry import UnknownModel, model_config, resolve
+from shared.model_registry import UnknownModel, model_config, resolve
+
+
+@dataclass(frozen=True)
+class AttentionLimits:
+    """How much an `attention` job may ask for."""
+
+    max_text_chars: int = 5_000
+    max_tokens: int = 256
+    """The cap on a text job's `max_tokens` (its default is 128)."""
+    max_rows: int = 256
+    """Matrices mode: the most rows of q (n) and of k and v (m)."""
+    max_dim: int = 512
+    """Matrices mode: the widest d (q, k) and d_v (v)."""
+    inline_tokens: int = 64
+    inline_pairs: int = 16
+    """Attention matrices go inline in the result only up to these sizes; else the .npz."""
+    max_top_k: int = 20
+
 
 Index = Annotated[StrictInt, Field(ge=0)]
 Matrix = Annotated[list[list[FiniteFloat]], Field(min_length=1)]
@@ -113,7 +131,7 @@ def check_limits(params: AttentionParams, settings: Settings) -> list[FieldError
 
 
 def _check_text(p: TextAttention, settings: Settings) -> list[FieldError]:
-    limits = settings.attention
+    limits: AttentionLimits = KIND.limits(settings)
     errors = []
     length = len(p.text) + len(p.text_pair or "")
     if length > limits.max_text_chars:
@@ -147,7 +165,7 @@ def _check_text(p: TextAttention, settings: Settings) -> list[FieldError]:
 
 
 def _check_matrices(p: MatrixAttention, settings: Settings) -> list[FieldError]:
-    limits = settings.attention
+    limits: AttentionLimits = KIND.limits(settings)
     errors: list[FieldError] = []
     widths = {}
     for name, matrix in (("q", p.q), ("k", p.k), ("v", p.v)):
@@ -201,7 +219,8 @@ KIND = Kind(
     summary="What a transformer attends to on a text, or softmax(QKᵀ/√d_k)V on given matrices.",
     params_model=AttentionParams,
     check_limits=check_limits,
-    limits=lambda settings: dataclasses.asdict(settings.attention),
+    limits_type=AttentionLimits,
+    time_limit=300,
     # The CPU by default; the GPU pool when a job asks for it and a GPU worker is online.
     pools=("cpu", "gpu"),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +44,10 @@ class Kind:
     summary: str
     params_model: type[BaseModel]
     check_limits: Callable[[Any, Settings], list[FieldError]]
-    limits: Callable[[Settings], dict[str, Any]]
+    limits_type: type[Any]
+    """A frozen dataclass of the kind's named limits; `LADDER_<KIND>_<NAME>` sets each."""
+    time_limit: int
+    """Seconds a job may run before it is stopped; `LADDER_TIME_LIMIT_<KIND>` sets it."""
     pools: tuple[str, ...] = ("cpu",)
     """Where it may run, preferred first: `device: auto` takes the first with a live worker."""
     check_device: Callable[[Any, str], list[FieldError]] = lambda params, pool: []
@@ -51,6 +55,24 @@ class Kind:
     stops_itself: bool = False
     """Whether a running job notices a cancel between steps; if not, its process is killed."""
     enabled: Callable[[], bool] = lambda: True
+
+    def limits(self, settings: Settings) -> Any:
+        """The limits in force: the settings' own object for this kind, else the defaults with
+        any `LADDER_<KIND>_<NAME>` variable applied."""
+        given = settings.limits.get(self.name)
+        if given is not None:
+            return given
+        prefix = f"LADDER_{self.name.upper()}_"
+        return self.limits_type(
+            **{
+                f.name: int(settings.env[var])
+                for f in dataclasses.fields(self.limits_type)
+                if (var := prefix + f.name.upper()) in settings.env
+            }
+        )
+
+    def time_limit_for(self, settings: Settings) -> int:
+        return settings.time_limits.get(self.name, self.time_limit)
 
     def parse(self, params: Any, settings: Settings) -> BaseModel:
         """Validate raw params against the schema, then the limits; raise InvalidParams."""

@@ -6,7 +6,7 @@ its free memory), but a precision the chosen pool cannot run at all is refused h
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,8 +22,19 @@ from pydantic import (
 
 from shared.config import Settings
 from shared.kinds.base import FieldError, Kind
+from shared.model_registry import ModelEntry, UnknownModel, model_config, resolve
 from shared.planner import PlanRefused, resolve_precision
-from shared.registry import ModelEntry, UnknownModel, model_config, resolve
+
+
+@dataclass(frozen=True)
+class GenerateLimits:
+    """How much a `generate` job may ask for."""
+
+    max_new_tokens: int = 2_048
+    max_prompt_chars: int = 32_000
+    max_messages: int = 64
+    max_stop: int = 4
+    max_stop_chars: int = 64
 
 
 class Message(BaseModel):
@@ -79,7 +90,7 @@ def model_name(params: GenerateParams, settings: Settings) -> str:
 
 
 def check_limits(params: GenerateParams, settings: Settings) -> list[FieldError]:
-    limits = settings.generate
+    limits: GenerateLimits = KIND.limits(settings)
     errors = []
     if params.max_new_tokens > limits.max_new_tokens:
         errors.append(
@@ -138,7 +149,8 @@ KIND = Kind(
     summary="Text generation with a registry model, quantized to fit the device, streamed.",
     params_model=GenerateParams,
     check_limits=check_limits,
-    limits=lambda settings: dataclasses.asdict(settings.generate),
+    limits_type=GenerateLimits,
+    time_limit=900,
     pools=("gpu", "cpu"),
     check_device=check_device,
     stops_itself=True,

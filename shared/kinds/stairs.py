@@ -1,22 +1,33 @@
-"""`stairs`: the number of ways to climb n stairs with steps from a set (LeetCode 70, generalised).
+"""The contract of `stairs`: ways to climb n stairs with steps from a set, exact or modulo m.
 
-ways(n, steps) counts the ordered sequences of steps that sum to n. It obeys the recurrence
-a(n) = Σ_{s ∈ steps} a(n − s) with a(0) = 1, so [1, 2] gives the Fibonacci numbers:
-ways(n) = F(n + 1). Large n never loops n times: [1, 2] uses GMP's `fib` (exact) or fast
-doubling (modular); any other set uses Kitamasa's method, x^n reduced modulo the
-recurrence's characteristic polynomial by repeated squaring: O(K² log n) for K = max(steps).
+What the API checks before a job exists: the params, the named limits, the pool. The compute
+(GMP's `fib`, fast doubling, Kitamasa's method) is the worker's: `worker/kinds/stairs.py`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated
 
-import gmpy2
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from shared.config import Settings
-from shared.kinds.base import FieldError, Kind, Outcome
+from shared.kinds.base import FieldError, Kind
+
+
+@dataclass(frozen=True)
+class StairsLimits:
+    """How far `stairs` goes before a job is refused; each name appears in the error it causes."""
+
+    max_n_fib: int = 10_000_000
+    """Exact answers for steps [1, 2] (Fibonacci): F(10^7 + 1) has 2,089,877 digits."""
+    max_n_exact: int = 1_000_000
+    """Exact answers for any other step set."""
+    max_n_modular: int = 10**18
+    max_step: int = 50
+    max_modulus: int = 10**18
+    inline_digits: int = 100_000
+    """Longer values are stored as the artifact value.txt instead of inline."""
 
 
 class StairsParams(BaseModel):
@@ -54,7 +65,7 @@ class StairsParams(BaseModel):
 
 def check_limits(params: StairsParams, settings: Settings) -> list[FieldError]:
     """The named limits of config, each checked against the params a client sent."""
-    limits = settings.stairs
+    limits: StairsLimits = KIND.limits(settings)
     errors = []
     if max(params.steps) > limits.max_step:
         errors.append(FieldError("steps", f"the largest step may be {limits.max_step} (max_step)"))
@@ -87,116 +98,12 @@ def check_limits(params: StairsParams, settings: Settings) -> list[FieldError]:
     return errors
 
 
-def ways(n: int, steps: list[int] | tuple[int, ...] = (1, 2), modulus: int | None = None) -> int:
-    """The number of ordered step sequences from `steps` summing to `n`, optionally mod `modulus`.
-
-    >>> ways(10)
-    89
-    >>> ways(10, [1, 3, 5], modulus=7)
-    5
-    """
-    if n < 0:
-        raise ValueError("n must be >= 0")
-    steps = sorted(set(steps))
-    if steps == [1, 2]:
-        return int(gmpy2.fib(n + 1)) if modulus is None else _fib_mod(n + 1, modulus)
-    return _kitamasa(n, steps, modulus)
-
-
-def _fib_mod(n: int, m: int) -> int:
-    """F(n) mod m by fast doubling: F(2k) = F(k)(2F(k+1) − F(k)), F(2k+1) = F(k)² + F(k+1)²."""
-    a, b = gmpy2.mpz(0), gmpy2.mpz(1)  # F(0), F(1)
-    for bit in bin(n)[2:]:
-        a, b = (a * (2 * b - a)) % m, (a * a + b * b) % m
-        if bit == "1":
-            a, b = b, (a + b) % m
-    return int(a)
-
-
-def _kitamasa(n: int, steps: list[int], modulus: int | None) -> int:
-    order = steps[-1]
-    # a(0..order-1) by the plain recurrence: order is small (≤ max_step).
-    initial = [0] * order
-    for i in range(order):
-        initial[i] = 1 if i == 0 else sum(initial[i - s] for s in steps if s <= i)
-    if n < order:
-        value = initial[n]
-        return value if modulus is None else value % modulus
-    # x^order ≡ Σ_s x^(order − s), the characteristic polynomial, as coefficients of x^0..x^(K-1).
-    recurrence = [0] * order
-    for s in steps:
-        recurrence[order - s] = 1
-    coefficients = _power_of_x(n, recurrence, modulus)
-    value = sum(c * a for c, a in zip(coefficients, initial, strict=True))
-    return int(value if modulus is None else value % modulus)
-
-
-def _power_of_x(n: int, recurrence: list[int], modulus: int | None) -> list[Any]:
-    """Coefficients of x^n modulo the characteristic polynomial, by binary exponentiation."""
-    order = len(recurrence)
-    result: list[Any] = [gmpy2.mpz(0)] * order
-    result[0] = gmpy2.mpz(1)
-    for bit in bin(n)[2:]:
-        result = _mulmod(result, result, recurrence, modulus)
-        if bit == "1":
-            result = _times_x(result, recurrence, modulus)
-    return result
-
-
-def _mulmod(a: list[Any], b: list[Any], recurrence: list[int], modulus: int | None) -> list[Any]:
-    order = len(recurrence)
-    product: list[Any] = [gmpy2.mpz(0)] * (2 * order - 1)
-    for i, ai in enumerate(a):
-        if ai:
-            for j, bj in enumerate(b):
-                product[i + j] += ai * bj
-    # Fold each x^d with d ≥ order back down using x^order = Σ recurrence[i]·x^i.
-    for d in range(2 * order - 2, order - 1, -1):
-        top = product[d]
-        if top:
-            shift = d - order
-            for i, r in enumerate(recurrence):
-                if r:
-                    product[shift + i] += top
-    reduced = product[:order]
-    return reduced if modulus is None else [c % modulus for c in reduced]
-
-
-def _times_x(a: list[Any], recurrence: list[int], modulus: int | None) -> list[Any]:
-    top = a[-1]
-    shifted = [gmpy2.mpz(0), *a[:-1]]
-    if top:
-        shifted = [c + top * r for c, r in zip(shifted, recurrence, strict=True)]
-    return shifted if modulus is None else [c % modulus for c in shifted]
-
-
-def describe(value: int, modulus: int | None, steps: list[int], settings: Settings) -> Outcome:
-    """The result of a job: the value inline, or as the artifact value.txt when it is huge."""
-    digits_text = gmpy2.mpz(value).digits()  # gmpy2: Python's str(int) is quadratic and capped.
-    algorithm = "fib" if steps == [1, 2] else "kitamasa"
-    if steps == [1, 2] and modulus is not None:
-        algorithm = "fib_doubling"
-    result: dict[str, Any] = {
-        "digits": len(digits_text),
-        "modulus": modulus,
-        "algorithm": algorithm,
-        "steps": steps,
-    }
-    if len(digits_text) <= settings.stairs.inline_digits:
-        return Outcome(result={"value": digits_text, **result})
-    result.update(
-        leading=digits_text[:20],
-        trailing=digits_text[-20:],
-        artifact="value.txt",
-    )
-    return Outcome(result=result, artifacts={"value.txt": ("text/plain", digits_text.encode())})
-
-
 KIND = Kind(
     name="stairs",
     summary="Ways to climb n stairs with steps from a set, exact or modulo m.",
     params_model=StairsParams,
     check_limits=check_limits,
-    limits=lambda settings: dataclasses.asdict(settings.stairs),
+    limits_type=StairsLimits,
+    time_limit=120,
     pools=("cpu",),
 )

@@ -9,9 +9,9 @@ from collections import Counter
 
 import gmpy2
 
-from shared.kinds.stairs import ways
 from tests.faults.conftest import SLOW, Cluster
 from tests.processes import wait_for
+from worker.kinds.stairs import ways
 
 
 def test_a_worker_killed_twice_during_100_jobs_loses_none(cluster: Cluster) -> None:

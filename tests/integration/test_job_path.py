@@ -11,9 +11,9 @@ import urllib.request
 import gmpy2
 
 from api import create_app
-from shared.kinds.stairs import ways
 from tests.integration.conftest import Stack
 from tests.integration.http import Client
+from worker.kinds.stairs import ways
 
 # About 6 s of work on this machine: long enough to be seen running, cancelled or killed.
 LONG = {"n": 1_000_000, "steps": list(range(1, 51))}
@@ -85,7 +85,8 @@ def test_cancel_a_queued_job_and_a_running_one(stack: Stack) -> None:
 
 
 def test_a_redelivered_message_for_a_finished_job_changes_nothing(stack: Stack) -> None:
-    from worker.app import TASK_NAME, create_celery
+    from shared.producer import TASK_NAME
+    from worker.factory import create_celery
 
     job = stack.client.wait(stack.client.submit({"n": 20})["id"])
     producer = create_celery(stack.settings)

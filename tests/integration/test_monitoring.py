@@ -11,10 +11,11 @@ from sqlalchemy import func, select
 from api import create_app
 from shared.db import Database
 from shared.models import Job
+from shared.producer import TASK_NAME
 from shared.workers import INTERVAL
 from tests.integration.conftest import Stack
 from tests.integration.test_job_path import LONG
-from worker.app import TASK_NAME, create_celery
+from worker.factory import create_celery
 
 
 def test_the_worker_registry_shows_the_live_worker_with_its_device_and_tallies(

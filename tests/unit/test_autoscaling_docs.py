@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.metrics import render
 from shared.db import Database
-from worker.app import QUEUES, queue_lists
+from shared.producer import QUEUES, queue_lists
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "autoscaling.md"
 

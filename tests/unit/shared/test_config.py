@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from shared import kinds, producer
 from shared.config import Settings
 
 
@@ -8,7 +9,8 @@ def test_defaults_need_no_environment() -> None:
     assert settings.database_url == "sqlite:///var/ladder.db"
     assert settings.broker_url == "redis://127.0.0.1:6379/0"
     assert settings.admin_token is None
-    assert settings.visibility_timeout > max(settings.time_limits.values())
+    longest = max(kind.time_limit_for(settings) for kind in kinds.enabled().values())
+    assert producer.visibility_timeout(settings) > longest
 
 
 def test_environment_overrides() -> None:
@@ -25,10 +27,13 @@ def test_environment_overrides() -> None:
     assert settings.database_url == "postgresql+psycopg://db/ladder"
     assert settings.broker_url == "redis://broker:6379/1"
     assert settings.admin_token == "t"
-    assert settings.stairs.max_n_exact == 1000
-    assert settings.stairs.max_n_fib == 10_000_000
-    assert settings.time_limit("stairs") == 7
-    assert settings.visibility_timeout > 7
+    stairs = kinds.get("stairs")
+    assert stairs is not None
+    assert stairs.limits(settings).max_n_exact == 1000
+    assert stairs.limits(settings).max_n_fib == 10_000_000
+    assert producer.time_limit(settings, "stairs") == 7
+    assert producer.time_limit(settings, "generate") == 900
+    assert producer.visibility_timeout(settings) > 900
 
 
 def test_var_dir_moves_the_default_database() -> None:

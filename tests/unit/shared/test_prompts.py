@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from jinja2 import Template
 
-from shared.prompts import GLM4_TEMPLATE, chatglm, chatglm2, chatglm3, glm4
+from worker.kinds.generate.prompts import GLM4_TEMPLATE, chatglm, chatglm2, chatglm3, glm4
 
 CHAT = [
     {"role": "system", "content": "Be brief."},

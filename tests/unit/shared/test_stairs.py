@@ -8,9 +8,10 @@ import random
 import gmpy2
 import pytest
 
-from shared.config import Settings, StairsLimits
+from shared.config import Settings
 from shared.kinds import InvalidParams, stairs
-from shared.kinds.stairs import ways
+from shared.kinds.stairs import StairsLimits
+from worker.kinds.stairs import _kitamasa, describe, ways
 
 
 def oracle(n: int, steps: list[int], modulus: int | None = None) -> int:
@@ -57,7 +58,7 @@ def test_huge_n_with_a_modulus() -> None:
     # Pisano period of 10 is 60: F(10^18 + 1) mod 10 = F((10^18 + 1) mod 60) mod 10 = F(1).
     assert ways(10**18, [1, 2], 10) == 1
     # The Kitamasa path agrees with fast doubling on the Fibonacci recurrence.
-    assert stairs._kitamasa(10**18, [1, 2], 10**9 + 7) == ways(10**18, [1, 2], 10**9 + 7)
+    assert _kitamasa(10**18, [1, 2], 10**9 + 7) == ways(10**18, [1, 2], 10**9 + 7)
 
 
 def test_exact_fibonacci_is_gmp_sized() -> None:
@@ -110,7 +111,7 @@ def test_bad_params_name_their_field(params: dict[str, object], field: str) -> N
 
 
 def test_limits_are_named_in_the_error() -> None:
-    settings = Settings(stairs=StairsLimits(max_n_fib=100, max_n_exact=50, max_step=5))
+    settings = Settings(limits={"stairs": StairsLimits(max_n_fib=100, max_n_exact=50, max_step=5)})
     with pytest.raises(InvalidParams) as caught:
         parse({"n": 101}, settings)
     assert "max_n_fib" in str(caught.value) and "100" in str(caught.value)
@@ -131,15 +132,15 @@ def test_default_limits_follow_the_contract() -> None:
 
 
 def test_huge_values_become_an_artifact() -> None:
-    settings = Settings(stairs=StairsLimits(inline_digits=50))
+    limits = StairsLimits(inline_digits=50)
     value = ways(300)  # 63 digits
-    outcome = stairs.describe(value, None, [1, 2], settings)
+    outcome = describe(value, None, [1, 2], limits)
     assert "value" not in outcome.result
     assert outcome.result["digits"] == 63
     assert outcome.result["leading"] == str(value)[:20]
     assert outcome.result["trailing"] == str(value)[-20:]
     assert outcome.artifacts["value.txt"] == ("text/plain", str(value).encode())
-    small = stairs.describe(89, None, [1, 2], settings)
+    small = describe(89, None, [1, 2], limits)
     assert small.result == {
         "value": "89",
         "digits": 2,

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from shared.registry import resolve
-from worker.models import Loaded, load_encoder
+from shared.model_registry import resolve
+from worker.model_cache import Loaded, load_encoder
 
 
 @pytest.fixture(scope="session")

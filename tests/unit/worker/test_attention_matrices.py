@@ -11,7 +11,7 @@ import torch
 from shared.config import Settings
 from shared.kinds import get
 from shared.kinds.attention import MatrixAttention
-from worker.attention.matrices import analyse_matrices
+from worker.kinds.attention.matrices import analyse_matrices
 
 
 def spec(**params: object) -> MatrixAttention:

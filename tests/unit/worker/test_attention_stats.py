@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from worker.attention.stats import TokenFlags, head_stats, label, rollout, top_attended
+from worker.kinds.attention.stats import TokenFlags, head_stats, label, rollout, top_attended
 
 
 def flags(size: int, special: tuple[int, ...] = (), punct: tuple[int, ...] = ()) -> TokenFlags:

@@ -14,10 +14,10 @@ from PIL import Image
 from shared.config import Settings
 from shared.kinds import get
 from shared.kinds.attention import TextAttention
-from shared.registry import ModelEntry, UnknownModel, resolve
-from worker.attention.stats import row_entropy
-from worker.attention.text import analyse_text
-from worker.models import Loaded, ModelError, load_encoder
+from shared.model_registry import ModelEntry, UnknownModel, resolve
+from worker.kinds.attention.stats import row_entropy
+from worker.kinds.attention.text import analyse_text
+from worker.model_cache import Loaded, ModelError, load_encoder
 
 SENTENCES = [
     ("The cat sat on the mat.", None),

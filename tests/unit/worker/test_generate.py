@@ -13,11 +13,10 @@ from shared import streams
 from shared.config import Settings
 from shared.kinds import InvalidParams, get
 from shared.kinds.generate import GenerateParams
-from shared.registry import resolve
+from shared.model_registry import resolve
 from worker.context import RunContext
-from worker.generate import loading
-from worker.generate.run import prompt_text
-from worker.runners.generate import run
+from worker.kinds.generate import loading, run
+from worker.kinds.generate.decode import prompt_text
 
 SMOLLM2 = Path("var/models")
 

@@ -1,1 +1,0 @@
-"""The compute of the `attention` kind: statistics, the bare formula, models, and the heatmap."""

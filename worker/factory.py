@@ -1,0 +1,26 @@
+"""`create_celery(settings)`: a worker's Celery app with its task, heartbeat and reconciler."""
+
+from __future__ import annotations
+
+from celery.signals import worker_process_init
+
+from shared.config import Settings
+from worker import heartbeat, reconciler, tasks
+from worker.app import LadderCelery
+
+
+def create_celery(settings: Settings) -> LadderCelery:
+    """A worker app: late acks, a dead child's job handed back, one message prefetched at a time."""
+    app = LadderCelery(settings)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        worker_send_task_events=True,
+    )
+    tasks.register(app)
+    worker_process_init.connect(lambda **_: app.after_fork(), weak=False)
+    heartbeat.install(app)
+    reconciler.install(app)
+    return app

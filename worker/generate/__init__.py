@@ -1,1 +1,0 @@
-"""The compute of the `generate` kind: loading a model to a plan, and streaming generation."""
