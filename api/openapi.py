@@ -1,22 +1,61 @@
-"""`/openapi.json`: the HTTP contract as OpenAPI 3.1, built from the same models that validate."""
+"""`/openapi.json`: the HTTP contract as OpenAPI 3.1, built from the models and constants the
+code itself validates and answers with, so that no limit is written here a second time."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from flask import Blueprint
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
+from api import schemas
+from api.context import ladder
+from api.jobs import PAGE_SIZE
+from api.openai_compat import ChatRequest
 from api.requests import SubmitRequest
 from shared import kinds
+from shared.config import Settings
+from shared.jobs import MAX_IDEMPOTENCY_KEY
 from shared.models import JobStatus
 
 bp = Blueprint("openapi", __name__)
 
 REF = "#/components/schemas/{model}"
 
+"""`limit`'s default in `api.jobs.list_jobs`, which passes it as a bare number (a test checks)."""
+
 
 def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": REF.format(model=name)}
+
+
+def components() -> dict[str, Any]:
+    """Every model's JSON Schema in one namespace, so that two models of one name cannot
+    overwrite each other; SubmitRequest ties each kind to its own params."""
+    params = {kind.name: kind.params_model for kind in kinds.enabled().values()}
+    models: list[type[BaseModel]] = [*schemas.MODELS, SubmitRequest, ChatRequest, *params.values()]
+    refs, document = models_json_schema(
+        [(model, "validation") for model in models], ref_template=REF
+    )
+    defs: dict[str, Any] = document["$defs"]
+    defs["SubmitRequest"]["oneOf"] = [
+        {
+            "required": ["kind", "params"],
+            "properties": {"kind": {"const": name}, "params": refs[(model, "validation")]},
+        }
+        for name, model in params.items()
+    ]
+    return defs
+
+
+def _json(
+    description: str, schema: str | dict[str, Any], headers: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A JSON response; `schema` is a component's name or a schema."""
+    body = _ref(schema) if isinstance(schema, str) else schema
+    response = {"description": description, "content": {"application/json": {"schema": body}}}
+    return {**response, "headers": headers} if headers else response
 
 
 def _problem(description: str) -> dict[str, Any]:
@@ -26,417 +65,189 @@ def _problem(description: str) -> dict[str, Any]:
     }
 
 
-def _json(
-    description: str, schema: dict[str, Any], headers: dict[str, Any] | None = None
+def _media(description: str, media_type: str, **schema: Any) -> dict[str, Any]:
+    """A response that is not JSON: an event stream, a file, Prometheus' text."""
+    return {"description": description, "content": {media_type: {"schema": schema}}}
+
+
+def _param(name: str, where: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    param: dict[str, Any] = {"name": name, "in": where, "schema": schema}
+    if where == "path":
+        param["required"] = True
+    if description:
+        param["description"] = description
+    return param
+
+
+def _op(
+    operation_id: str, summary: str, responses: dict[str, Any], *, auth: bool = True, **more: Any
 ) -> dict[str, Any]:
-    response: dict[str, Any] = {
-        "description": description,
-        "content": {"application/json": {"schema": schema}},
-    }
-    if headers:
-        response["headers"] = headers
-    return response
-
-
-NULLABLE_STRING = {"type": ["string", "null"]}
-TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
-
-JOB = {
-    "type": "object",
-    "required": [
-        "id",
-        "kind",
-        "status",
-        "params",
-        "result",
-        "error",
-        "priority",
-        "device",
-        "queue",
-        "attempts",
-        "worker",
-        "progress",
-        "created_at",
-        "started_at",
-        "finished_at",
-    ],
-    "properties": {
-        "id": {"type": "string", "format": "uuid"},
-        "kind": {"type": "string"},
-        "status": {"type": "string", "enum": list(JobStatus)},
-        "params": {
-            "type": "object",
-            "description": "The params as validated, defaults filled in.",
-        },
-        "result": {
-            "type": ["object", "null"],
-            "description": "The kind's result, once succeeded.",
-        },
-        "error": {
-            "oneOf": [
-                {"type": "null"},
-                {
-                    "type": "object",
-                    "required": ["code", "message"],
-                    "properties": {
-                        "code": {"type": "string"},
-                        "message": {"type": "string"},
-                    },
-                },
-            ]
-        },
-        "priority": {"type": "integer", "minimum": 0, "maximum": 9},
-        "device": {"type": "string", "enum": ["auto", "cpu", "gpu"]},
-        "queue": {"type": "string"},
-        "attempts": {"type": "integer", "minimum": 0},
-        "worker": NULLABLE_STRING,
-        "progress": {"type": "number", "minimum": 0, "maximum": 1},
-        "created_at": {"type": "string", "format": "date-time"},
-        "started_at": TIMESTAMP,
-        "finished_at": TIMESTAMP,
-    },
-}
-
-PROBLEM = {
-    "type": "object",
-    "required": ["type", "title", "status", "detail"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "errors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["field", "message"],
-                "properties": {
-                    "field": {"type": "string"},
-                    "message": {"type": "string"},
-                },
-            },
-        },
-    },
-}
-
-JOB_ID = {
-    "name": "job_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-}
-AUTH_PROBLEMS = {
-    "401": _problem("No token, or an unknown or revoked one."),
-    "429": _problem("The key is over its requests a minute; see Retry-After."),
-}
-UNAVAILABLE = {"503": _problem("The database or the broker is unavailable; see Retry-After.")}
-
-
-def build_spec() -> dict[str, Any]:
-    """The whole spec; params schemas come from the kinds' own models."""
-    schemas: dict[str, Any] = {"Job": JOB, "Problem": PROBLEM}
-    submit = SubmitRequest.model_json_schema(ref_template=REF)
-    schemas.update(submit.pop("$defs", {}))
-    schemas["SubmitRequest"] = submit
-    params_names, by_kind = [], []
-    for kind in kinds.registry().values():
-        schema = kind.params_model.model_json_schema(ref_template=REF)
-        schemas.update(schema.pop("$defs", {}))
-        name = schema.get("title", kind.params_model.__name__)
-        schemas[name] = schema
-        params_names.append(name)
-        by_kind.append(
-            {
-                "required": ["kind", "params"],
-                "properties": {"kind": {"const": kind.name}, "params": _ref(name)},
-            }
-        )
-    submit["oneOf"] = by_kind  # each kind takes its own params
-    schemas["JobList"] = {
-        "type": "object",
-        "required": ["items", "next_cursor"],
-        "properties": {
-            "items": {"type": "array", "items": _ref("Job")},
-            "next_cursor": NULLABLE_STRING,
+    """An operation; one that takes a token may also answer 401, 429 and 503."""
+    if not auth:
+        return {"operationId": operation_id, "summary": summary, **more, "responses": responses}
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "security": [{"bearer": []}],
+        **more,
+        "responses": {
+            **responses,
+            "401": _problem("No token, or an unknown or revoked one."),
+            "429": _problem("The key is over its requests a minute; see Retry-After."),
+            "503": _problem("The database or the broker is unavailable; see Retry-After."),
         },
     }
-    schemas["KindList"] = {
-        "type": "object",
-        "required": ["items"],
-        "properties": {
-            "items": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["name", "summary", "pools", "params_schema", "limits"],
-                    "properties": {
-                        "name": {"type": "string"},
-                        "summary": {"type": "string"},
-                        "pools": {"type": "array", "items": {"type": "string"}},
-                        "params_schema": {
-                            "type": "object",
-                            "description": "A JSON Schema; each kind's is also a component: "
-                            + ", ".join(params_names),
-                        },
-                        "limits": {"type": "object"},
-                    },
-                },
-            }
-        },
-    }
-    one_job = {
-        "200": _json("The job.", _ref("Job")),
-        "404": _problem("No such job, or it belongs to another key."),
-        **AUTH_PROBLEMS,
-        **UNAVAILABLE,
-    }
+
+
+def _body(schema: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+BAD_BODY = {
+    "400": _problem("The body is not a JSON object."),
+    "413": _problem("The body is larger than the limit."),
+    "415": _problem("The body is not application/json."),
+}
+NO_JOB = {"404": _problem("No such job, or it belongs to another key.")}
+ADMIN_ONLY = {"403": _problem("Not an admin key.")}
+JOB_ID = _param("job_id", "path", {"type": "string"})
+
+
+def paths(settings: Settings) -> dict[str, Any]:
+    """Every route of the JSON API, with its parameters and answers."""
+    idempotency_key = {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY}
+    page = {"type": "integer", "minimum": 1, "maximum": settings.page_limit, "default": PAGE_SIZE}
     location = {"Location": {"schema": {"type": "string"}, "description": "The job's URL."}}
-    paths: dict[str, Any] = {
+    return {
         "/api/v1/jobs": {
-            "post": {
-                "operationId": "submitJob",
-                "summary": "Submit a job; it is queued once the row is committed.",
-                "security": [{"bearer": []}],
-                "parameters": [
-                    {
-                        "name": "Idempotency-Key",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-                        "description": "Same key and body: the same job; another body: 409.",
-                    }
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref("SubmitRequest")}},
-                },
-                "responses": {
+            "post": _op(
+                "submitJob",
+                "Submit a job; it is queued once the row is committed.",
+                {
                     "202": _json(
                         "Accepted and queued (or the job this Idempotency-Key made).",
-                        _ref("Job"),
-                        location,
+                        "Job",
+                        headers=location,
                     ),
-                    "400": _problem("The body is not a JSON object."),
-                    **AUTH_PROBLEMS,
+                    **BAD_BODY,
                     "409": _problem("The Idempotency-Key was used with another body."),
-                    "413": _problem("The body is larger than the limit."),
-                    "415": _problem("The body is not application/json."),
                     "422": _problem(
                         "A field breaks the schema or a named limit; `errors` names each."
                     ),
-                    **UNAVAILABLE,
                 },
-            },
-            "get": {
-                "operationId": "listJobs",
-                "summary": "The caller's jobs (every job for an admin), newest first.",
-                "security": [{"bearer": []}],
-                "parameters": [
-                    {"name": "kind", "in": "query", "schema": {"type": "string"}},
-                    {
-                        "name": "status",
-                        "in": "query",
-                        "schema": {"type": "string", "enum": list(JobStatus)},
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": 100,
-                            "default": 20,
-                        },
-                    },
-                    {
-                        "name": "cursor",
-                        "in": "query",
-                        "schema": {"type": "string"},
-                        "description": "next_cursor of the previous page.",
-                    },
+                parameters=[
+                    _param(
+                        "Idempotency-Key",
+                        "header",
+                        idempotency_key,
+                        "Same key and body: the same job; another body: 409.",
+                    )
                 ],
-                "responses": {
-                    "200": _json("A page of jobs.", _ref("JobList")),
-                    **AUTH_PROBLEMS,
+                requestBody=_body("SubmitRequest"),
+            ),
+            "get": _op(
+                "listJobs",
+                "The caller's jobs (every job for an admin), newest first.",
+                {
+                    "200": _json("A page of jobs.", "JobList"),
                     "422": _problem("A query parameter is invalid."),
-                    **UNAVAILABLE,
                 },
-            },
+                parameters=[
+                    _param("kind", "query", {"type": "string"}),
+                    _param("status", "query", {"type": "string", "enum": list(JobStatus)}),
+                    _param("limit", "query", page),
+                    _param(
+                        "cursor", "query", {"type": "string"}, "next_cursor of the previous page."
+                    ),
+                ],
+            ),
         },
         "/api/v1/jobs/{job_id}": {
-            "get": {
-                "operationId": "getJob",
-                "summary": "One job.",
-                "security": [{"bearer": []}],
-                "parameters": [JOB_ID],
-                "responses": one_job,
-            }
+            "get": _op(
+                "getJob",
+                "One job.",
+                {"200": _json("The job.", "Job"), **NO_JOB},
+                parameters=[JOB_ID],
+            )
         },
         "/api/v1/jobs/{job_id}/cancel": {
-            "post": {
-                "operationId": "cancelJob",
-                "summary": "Cancel a queued job, or stop a running one.",
-                "security": [{"bearer": []}],
-                "parameters": [JOB_ID],
-                "responses": {
-                    **one_job,
-                    "200": _json("The job, now cancelled.", _ref("Job")),
+            "post": _op(
+                "cancelJob",
+                "Cancel a queued job, or stop a running one.",
+                {
+                    "200": _json("The job, now cancelled.", "Job"),
+                    **NO_JOB,
                     "409": _problem("The job had already ended."),
                 },
-            }
+                parameters=[JOB_ID],
+            )
         },
         "/api/v1/jobs/{job_id}/events": {
-            "get": {
-                "operationId": "followJob",
-                "summary": "Server-sent events: `status` (the job) on each change, then `end`.",
-                "security": [{"bearer": []}],
-                "parameters": [JOB_ID],
-                "responses": {
-                    "200": {
-                        "description": "An event stream.",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                    },
-                    **{k: v for k, v in one_job.items() if k != "200"},
-                },
-            }
+            "get": _op(
+                "followJob",
+                "Server-sent events: `status` (the job) on each change, then `end`.",
+                {"200": _media("An event stream.", "text/event-stream", type="string"), **NO_JOB},
+                parameters=[JOB_ID],
+            )
         },
         "/api/v1/jobs/{job_id}/artifacts/{name}": {
-            "get": {
-                "operationId": "getArtifact",
-                "summary": "A file the job made, such as value.txt.",
-                "security": [{"bearer": []}],
-                "parameters": [
-                    JOB_ID,
-                    {
-                        "name": "name",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    },
-                ],
-                "responses": {
-                    "200": {
-                        "description": "The file.",
-                        "content": {
-                            "application/octet-stream": {
-                                "schema": {"type": "string", "format": "binary"}
-                            }
-                        },
-                    },
-                    **{k: v for k, v in one_job.items() if k != "200"},
+            "get": _op(
+                "getArtifact",
+                "A file the job made, such as value.txt.",
+                {
+                    "200": _media(
+                        "The file.", "application/octet-stream", type="string", format="binary"
+                    ),
+                    **NO_JOB,
                 },
-            }
+                parameters=[JOB_ID, _param("name", "path", {"type": "string"})],
+            )
         },
         "/api/v1/kinds": {
-            "get": {
-                "operationId": "listKinds",
-                "summary": "The job kinds, each with the JSON Schema of its params and its limits.",
-                "responses": {"200": _json("The kinds.", _ref("KindList"))},
-            }
+            "get": _op(
+                "listKinds",
+                "The job kinds, each with the JSON Schema of its params and its limits.",
+                {"200": _json("The kinds.", "KindList")},
+                auth=False,
+            )
         },
         "/api/v1/workers": {
-            "get": {
-                "operationId": "listWorkers",
-                "summary": "The worker registry (admin): each worker's pool, device, models, "
+            "get": _op(
+                "listWorkers",
+                "The worker registry (admin): each worker's pool, device, models, "
                 "running jobs and tallies, online or offline.",
-                "security": [{"bearer": []}],
-                "responses": {
-                    "200": _json(
-                        "The workers.",
-                        {
-                            "type": "object",
-                            "required": ["items"],
-                            "properties": {"items": {"type": "array"}},
-                        },
-                    ),
-                    **AUTH_PROBLEMS,
-                    "403": _problem("Not an admin key."),
-                    **UNAVAILABLE,
-                },
-            }
+                {"200": _json("The workers.", "WorkerList"), **ADMIN_ONLY},
+            )
         },
         "/api/v1/stats": {
-            "get": {
-                "operationId": "stats",
-                "summary": "Counts by status and kind, queue depths, throughput, p50/p95 "
+            "get": _op(
+                "stats",
+                "Counts by status and kind, queue depths, throughput, p50/p95 "
                 "durations and failures by code over 5 minutes and an hour (admin).",
-                "security": [{"bearer": []}],
-                "responses": {
-                    "200": _json(
-                        "The numbers.",
-                        {"type": "object", "required": ["jobs", "queues", "windows"]},
-                    ),
-                    **AUTH_PROBLEMS,
-                    "403": _problem("Not an admin key."),
-                    **UNAVAILABLE,
-                },
-            }
+                {"200": _json("The numbers.", "Stats"), **ADMIN_ONLY},
+            )
         },
         "/metrics": {
-            "get": {
-                "operationId": "metrics",
-                "summary": "Prometheus metrics, read from the database and Redis at each scrape.",
-                "responses": {
-                    "200": {
-                        "description": "The text exposition format.",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
+            "get": _op(
+                "metrics",
+                "Prometheus metrics, read from the database and Redis at each scrape.",
+                {"200": _media("The text exposition format.", "text/plain", type="string")},
+                auth=False,
+            )
         },
         "/v1/models": {
-            "get": {
-                "operationId": "openaiModels",
-                "summary": "OpenAI-compatible: the models `generate` can use.",
-                "security": [{"bearer": []}],
-                "responses": {
-                    "200": _json(
-                        "The models.",
-                        {
-                            "type": "object",
-                            "required": ["object", "data"],
-                            "properties": {"object": {"type": "string"}, "data": {"type": "array"}},
-                        },
-                    ),
-                    **AUTH_PROBLEMS,
-                },
-            }
+            "get": _op(
+                "openaiModels",
+                "OpenAI-compatible: the models `generate` can use.",
+                {"200": _json("The models.", "ModelList")},
+            )
         },
         "/v1/chat/completions": {
-            "post": {
-                "operationId": "openaiChatCompletions",
-                "summary": "OpenAI-compatible chat completion, run as a `generate` job "
+            "post": _op(
+                "openaiChatCompletions",
+                "OpenAI-compatible chat completion, run as a `generate` job "
                 "(named in X-Ladder-Job); `stream: true` answers with OpenAI's chunks.",
-                "security": [{"bearer": []}],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["messages"],
-                                "properties": {
-                                    "model": {"type": "string"},
-                                    "messages": {"type": "array", "minItems": 1},
-                                    "max_tokens": {"type": "integer"},
-                                    "max_completion_tokens": {"type": "integer"},
-                                    "temperature": {"type": "number"},
-                                    "top_p": {"type": "number"},
-                                    "seed": {"type": "integer"},
-                                    "stream": {"type": "boolean"},
-                                    "stop": {
-                                        "oneOf": [
-                                            {"type": "string"},
-                                            {"type": "array", "items": {"type": "string"}},
-                                        ]
-                                    },
-                                    "n": {"type": "integer", "enum": [1]},
-                                },
-                            }
-                        }
-                    },
-                },
-                "responses": {
+                {
                     "200": {
                         "description": "A chat.completion, or chat.completion.chunk events.",
                         "content": {
@@ -444,60 +255,41 @@ def build_spec() -> dict[str, Any]:
                             "text/event-stream": {"schema": {"type": "string"}},
                         },
                     },
-                    "400": _problem("The body is not a JSON object."),
-                    **AUTH_PROBLEMS,
-                    "413": _problem("The body is larger than the limit."),
-                    "415": _problem("The body is not application/json."),
+                    **BAD_BODY,
                     "422": _problem("A field breaks the schema or a named limit."),
                     "502": _problem("The job failed."),
                     "504": _problem("The job did not finish within its time limit."),
-                    **UNAVAILABLE,
                 },
-            }
+                requestBody=_body("ChatRequest"),
+            )
         },
         "/healthz": {
-            "get": {
-                "operationId": "healthz",
-                "summary": "Liveness.",
-                "responses": {
-                    "200": _json(
-                        "Alive.",
-                        {
-                            "type": "object",
-                            "properties": {"status": {"type": "string"}},
-                        },
-                    )
-                },
-            }
+            "get": _op("healthz", "Liveness.", {"200": _json("Alive.", "Health")}, auth=False)
         },
         "/readyz": {
-            "get": {
-                "operationId": "readyz",
-                "summary": "Readiness: the database and the broker answer.",
-                "responses": {
-                    "200": _json(
-                        "Ready.",
-                        {
-                            "type": "object",
-                            "required": ["status", "checks"],
-                            "properties": {
-                                "status": {"type": "string"},
-                                "checks": {"type": "object"},
-                            },
-                        },
-                    ),
+            "get": _op(
+                "readyz",
+                "Readiness: the database and the broker answer.",
+                {
+                    "200": _json("Ready.", "Readiness"),
                     "503": _problem("A dependency is down; `checks` says which."),
                 },
-            }
+                auth=False,
+            )
         },
         "/openapi.json": {
-            "get": {
-                "operationId": "openapi",
-                "summary": "This document.",
-                "responses": {"200": _json("The OpenAPI document.", {"type": "object"})},
-            }
+            "get": _op(
+                "openapi",
+                "This document.",
+                {"200": _json("The OpenAPI document.", {"type": "object"})},
+                auth=False,
+            )
         },
     }
+
+
+def build_spec(settings: Settings) -> dict[str, Any]:
+    """The whole document, for an app that runs with these settings."""
     return {
         "openapi": "3.1.0",
         "info": {
@@ -505,9 +297,9 @@ def build_spec() -> dict[str, Any]:
             "version": "1.0.0",
             "description": "A job queue for compute work on CPUs and GPUs. Errors: RFC 9457.",
         },
-        "paths": paths,
+        "paths": paths(settings),
         "components": {
-            "schemas": schemas,
+            "schemas": components(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
@@ -515,4 +307,4 @@ def build_spec() -> dict[str, Any]:
 
 @bp.get("/openapi.json")
 def spec() -> dict[str, Any]:
-    return build_spec()
+    return build_spec(ladder().settings)

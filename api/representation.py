@@ -18,6 +18,7 @@ def timestamp(value: datetime | None) -> str | None:
 
 
 def job_json(job: Job) -> dict[str, Any]:
+    """A job as clients see it; `api.schemas.Job` describes these fields (a test checks)."""
     result = job.result
     if result is not None and "artifact" in result:
         result = {**result, "artifact_url": artifact_url(job.id, result["artifact"])}

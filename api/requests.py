@@ -10,6 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from api.problems import Problem, invalid
 from shared.kinds import FieldError
+from shared.producer import HIGHEST, LOWEST
+
+Priority = Annotated[
+    StrictInt, Field(ge=LOWEST, le=HIGHEST, description=f"{LOWEST}-{HIGHEST}; higher runs first.")
+]
+"""A job's priority, as submitted and as shown: the one place its bounds are written."""
+Device = Literal["auto", "cpu", "gpu"]
+"""Where a job may run: `auto` takes the kind's first pool with a live worker."""
 
 
 class SubmitRequest(BaseModel):
@@ -19,10 +27,9 @@ class SubmitRequest(BaseModel):
 
     kind: Annotated[StrictStr, Field(max_length=64, description="A kind from /api/v1/kinds.")]
     params: Annotated[dict[str, Any], Field(default_factory=dict, description="The kind's params.")]
-    priority: Annotated[StrictInt, Field(default=5, ge=0, le=9, description="0-9; 9 runs first.")]
+    priority: Annotated[Priority, Field(default=5)]
     device: Annotated[
-        Literal["auto", "cpu", "gpu"],
-        Field(default="auto", description="Where to run: the kind's first pool when auto."),
+        Device, Field(default="auto", description="Where to run: the kind's first pool when auto.")
     ]
 
 

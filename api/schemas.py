@@ -1,0 +1,127 @@
+"""What the API answers, as pydantic models: `/openapi.json` is built from them.
+
+The routes build their bodies as plain dicts; these models describe those dicts for the
+document, and the unit tests check that the two agree. Class names are the component names.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from api.requests import Device, Priority
+from shared.kinds import FieldError
+from shared.models import JobStatus
+
+
+class JobError(BaseModel):
+    """Why a job failed: a stable code and a message for people."""
+
+    code: str = Field(description="Such as invalid_params, timeout, worker_lost, internal.")
+    message: str
+
+
+class Job(BaseModel):
+    """A job as `api.representation.job_json` shows it."""
+
+    id: UUID
+    kind: str
+    status: JobStatus
+    params: dict[str, Any] = Field(description="The params as validated, defaults filled in.")
+    result: dict[str, Any] | None = Field(description="The kind's result, once succeeded.")
+    error: JobError | None
+    priority: Priority
+    device: Device
+    queue: str
+    attempts: int = Field(ge=0)
+    worker: str | None
+    progress: float = Field(ge=0, le=1)
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobList(BaseModel):
+    """A page of jobs, newest first."""
+
+    items: list[Job]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details; `errors` names each field at fault."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+class KindInfo(BaseModel):
+    """A job kind: what it computes, where it runs, its params and limits."""
+
+    name: str
+    summary: str
+    pools: list[str]
+    params_schema: dict[str, Any] = Field(description="The JSON Schema of the kind's params.")
+    limits: dict[str, Any]
+
+
+class KindList(BaseModel):
+    """The kinds this installation runs."""
+
+    items: list[KindInfo]
+
+
+class WorkerList(BaseModel):
+    """The worker registry: each worker's pool, device, models, running jobs and tallies."""
+
+    items: list[dict[str, Any]]
+    offline_after_s: float = Field(description="A worker silent this long shows as offline.")
+
+
+class Stats(BaseModel):
+    """Counts by status and kind, queue depths, and throughput and durations per window."""
+
+    jobs: dict[str, Any]
+    queues: dict[str, int]
+    windows: dict[str, Any]
+    at: datetime
+
+
+class ModelList(BaseModel):
+    """OpenAI's model listing: the models `generate` can use."""
+
+    object: Literal["list"]
+    data: list[dict[str, Any]]
+
+
+class Health(BaseModel):
+    """The process is up."""
+
+    status: str
+
+
+class Readiness(BaseModel):
+    """Each dependency's state: `ok` or the error met."""
+
+    status: str
+    checks: dict[str, str]
+
+
+MODELS: tuple[type[BaseModel], ...] = (
+    Job,
+    JobList,
+    Problem,
+    KindList,
+    WorkerList,
+    Stats,
+    ModelList,
+    Health,
+    Readiness,
+)
+"""Every response model, for the document's components."""
