@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,16 +10,6 @@ import pytest
 from shared.config import Settings
 from shared.db import Database
 from shared.schema import upgrade
-
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-def need(service: str, reason: str) -> None:
-    """A missing service skips the test here, but fails it in CI, where everything must run."""
-    message = f"{service} is not available: {reason}"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """Ladder's parts as real processes that tests can start, kill and start again: Celery workers,
-the API under gunicorn, and private Redis and PostgreSQL servers."""
+the API under gunicorn, and private Redis and PostgreSQL servers; and the two Ladders the tests
+assemble from them: the integration tests' `Stack` and the fault tests' `Cluster`."""
 
 from __future__ import annotations
 
@@ -10,19 +11,30 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import redis
+from sqlalchemy import select
 
 from scripts import processes as commands
 from scripts.run import answers, free_port, start
 from shared.config import Settings
+from shared.db import Database
+from shared.models import Job
+from tests.support import Client, Reply, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
+RECONCILE_AFTER = 2
+"""Seconds the tests' workers wait before they reconcile (production waits a minute), so
+that a test can see the reconciler at work; it passes every second."""
 
 
 @dataclass(frozen=True)
@@ -43,14 +55,6 @@ class Host:
 
 
 LOCAL = Host()
-
-
-def wait_for(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not so after {seconds:.0f} s")
-        time.sleep(0.1)
 
 
 def ladder_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -96,6 +100,21 @@ class Worker:
         """SIGKILL to the worker and its pool: no shutdown code runs, as when a host dies."""
         _kill_group(self.process, signal.SIGKILL)
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Its pool processes stopped for the block (SIGSTOP, then SIGCONT): a job they run
+        stays running however fast this machine computes, its lease good for up to
+        worker.leases.TTL seconds, while the main process (heartbeats, reconciler) goes on."""
+        children = self.children()
+        assert children, "no pool process to pause"
+        for pid in children:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in children:
+                os.kill(pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -113,8 +132,7 @@ def start_worker(
     host: Host = LOCAL,
     **env: str,
 ) -> Worker:
-    # Reconcile within seconds, not the minute of production, so that tests can see it.
-    env = {"LADDER_RECONCILE_AFTER": "2", **env}
+    env = {"LADDER_RECONCILE_AFTER": str(RECONCILE_AFTER), **env}
     argv = commands.worker("cpu", name, concurrency, events=False, extra=commands.QUICK_START)
     offset = log.stat().st_size if log.exists() else 0  # a restart appends to the same log
     worker = Worker(start(name, host.wrap(argv), ladder_env(settings, **env), log), log, name)
@@ -230,3 +248,89 @@ class PostgresServer:
         with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
             self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@dataclass
+class Stack:
+    """Ladder running for real: API over HTTP, a worker process, Redis, and one database."""
+
+    backend: str
+    settings: Settings
+    client: Client
+    worker: Worker
+    base_url: str
+
+
+@dataclass
+class Cluster:
+    """A whole Ladder to break: a PostgreSQL it may stop, a Redis it may restart empty, the API
+    under gunicorn and the Celery workers it starts, kills and starts again."""
+
+    settings: Settings
+    tmp: Path
+    postgres: PostgresServer
+    redis: RedisServer
+    api: ApiServer
+    client: Client
+    db: Database
+    workers: list[Worker] = field(default_factory=list)
+
+    def worker(self, name: str, concurrency: int = 1, host: Host = LOCAL, **env: str) -> Worker:
+        log = self.tmp / f"worker-{name}.log"
+        started = start_worker(self.settings, log, name, concurrency, host, **env)
+        self.workers.append(started)
+        return started
+
+    def submit_many(self, params: list[dict[str, Any]], clients: int = 16) -> list[Reply]:
+        """Submit jobs from many threads at once, as many clients would."""
+        with ThreadPoolExecutor(clients) as pool:
+            return list(pool.map(self._submit, params))
+
+    def _submit(self, params: dict[str, Any]) -> Reply:
+        return self.client.call("POST", "/api/v1/jobs", {"kind": "stairs", "params": params})
+
+    def rows(self, ids: list[str] | None = None) -> dict[str, Job]:
+        with self.db.session() as session:
+            query = select(Job)
+            if ids is not None:
+                query = query.where(Job.id.in_(ids))
+            return {job.id: job for job in session.scalars(query)}
+
+    def statuses(self) -> Counter[str]:
+        return Counter(str(job.status) for job in self.rows().values())
+
+    def wait_until_ended(self, count: int, timeout: float) -> dict[str, Job]:
+        """Wait until `count` jobs have ended; the rows."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.rows()
+            ended = [j for j in rows.values() if j.status in {"succeeded", "failed", "cancelled"}]
+            if len(ended) >= count:
+                return rows
+            assert time.monotonic() < deadline, f"after {timeout} s: {self.statuses()}"
+            time.sleep(0.5)
+
+    def running_on(self, worker: Worker) -> set[str]:
+        prefix = f"{worker.name}@"
+        return {
+            job.id
+            for job in self.rows().values()
+            if job.status == "running" and (job.worker or "").startswith(prefix)
+        }
+
+    def logs(self) -> str:
+        return "\n".join(path.read_text(errors="replace") for path in self.tmp.glob("*.log"))
+
+    def stop(self) -> None:
+        """Kill what the cluster started; its PostgreSQL server is the caller's."""
+        for worker in self.workers:
+            worker.kill()
+        self.api.kill()
+        self.redis.kill()
+        self.db.engine.dispose()
+
+
+def in_background(target: Any, *args: Any) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread

@@ -12,11 +12,9 @@ import pytest
 from shared.config import Settings
 from shared.db import Database
 from shared.schema import upgrade
-from tests.conftest import need
-from tests.faults.conftest import ADMIN_TOKEN, SLOW, Cluster
 from tests.faults.network import Network, why_not
-from tests.integration.http import Client
-from tests.processes import ApiServer, PostgresServer, RedisServer, wait_for
+from tests.processes import ApiServer, Cluster, PostgresServer, RedisServer
+from tests.support import ADMIN_TOKEN, SLOW, Client, need, wait_for
 
 
 @pytest.fixture
@@ -43,11 +41,7 @@ def hosts(tmp_path: Path) -> Iterator[tuple[Network, Cluster]]:
         yield network, cluster
     finally:
         if cluster is not None:
-            for worker in cluster.workers:
-                worker.kill()
-            cluster.api.kill()
-            cluster.redis.kill()
-            cluster.db.engine.dispose()
+            cluster.stop()
         if postgres is not None:
             postgres.remove()
         network.remove()

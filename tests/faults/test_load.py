@@ -1,11 +1,11 @@
 """Load: 10,000 jobs from 16 concurrent clients lose none, run none twice, and never see a 5xx.
-The figures come from `bench/load.py`, which drives the service with the same `drive`."""
+The figures come from `bench/load.py`, whose timed driver sends the same burst."""
 
 from __future__ import annotations
 
 from api.auth import create_key
-from bench.common import drive
-from tests.faults.conftest import Cluster
+from tests.processes import Cluster
+from tests.support import drive
 
 JOBS = 10_000
 

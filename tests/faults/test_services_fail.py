@@ -8,9 +8,8 @@ import threading
 import time
 from typing import Any
 
-from tests.faults.conftest import SLOW, Cluster, in_background
-from tests.integration.http import Reply
-from tests.processes import wait_for
+from tests.processes import Cluster, in_background
+from tests.support import SLOW, Reply, wait_for
 
 
 def test_redis_restarting_empty_under_1000_waiting_jobs_loses_none(cluster: Cluster) -> None:
@@ -59,7 +58,7 @@ def test_every_job_that_got_a_202_runs_though_the_api_is_killed_mid_burst(
     wait_for(lambda: len(accepted) >= 200, "200 submissions", 60)
     cluster.api.kill()
     killed_at = len(accepted)
-    time.sleep(1)
+    time.sleep(1)  # the scenario: an outage the clients keep knocking on, not a wait for an event
     cluster.api.start()
     wait_for(lambda: len(accepted) >= killed_at + 200, "200 more submissions", 60)
     stop.set()
@@ -91,7 +90,7 @@ def test_postgresql_stopping_for_ten_seconds_is_a_clean_503_and_loses_no_job(
         seen.append(("get", cluster.client.call("GET", f"/api/v1/jobs/{ids[0]}")))
         seen.append(("list", cluster.client.call("GET", "/api/v1/jobs")))
         seen.append(("readyz", cluster.client.call("GET", "/readyz")))
-        time.sleep(0.5)
+        time.sleep(0.5)  # a client's pace through the ten seconds of outage
     cluster.postgres.start()
 
     for what, reply in seen:

@@ -6,7 +6,6 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -17,13 +16,11 @@ from werkzeug.serving import make_server
 from api import create_app
 from shared.config import Settings
 from shared.schema import upgrade
-from tests.conftest import need
-from tests.integration.http import Client
-from tests.processes import Worker, start_worker
+from tests.processes import Stack, start_worker
+from tests.support import ADMIN_TOKEN, Client, need
 
 REDIS = os.environ.get("LADDER_TEST_REDIS", "redis://127.0.0.1:6379")
 POSTGRES = os.environ.get("LADDER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-ADMIN_TOKEN = "integration-admin-token"
 # Each stack uses a Redis database of its own, away from the default one.
 REDIS_DB = {"sqlite": 13, "postgresql": 14}
 
@@ -50,17 +47,6 @@ def postgres_url() -> Iterator[str]:
     yield POSTGRES.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
     with psycopg.connect(POSTGRES, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@dataclass
-class Stack:
-    """Ladder running for real: API over HTTP, a worker process, Redis, and one database."""
-
-    backend: str
-    settings: Settings
-    client: Client
-    worker: Worker
-    base_url: str
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

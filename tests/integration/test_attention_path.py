@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.integration.conftest import Stack
+from tests.processes import Stack
 
 
 def test_text_job_succeeds_with_a_heatmap(stack: Stack) -> None:

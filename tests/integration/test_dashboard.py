@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from api import create_app
-from tests.conftest import need
-from tests.integration.conftest import Stack
-from tests.integration.test_job_path import LONG
+from tests.processes import Stack
+from tests.support import LONG, need
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "var" / "screenshots"

@@ -12,7 +12,7 @@ from typing import Any
 import openai
 
 from shared import streams, workers
-from tests.integration.conftest import Stack
+from tests.processes import Stack
 
 
 def sse(

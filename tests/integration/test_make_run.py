@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.http import Client
+from tests.support import Client
 
 ROOT = Path(__file__).resolve().parents[2]
 # A process started in the background inherits Ctrl-C ignored; a user's terminal has it on.

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import need
+from tests.support import need
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {"POSTGRES_PASSWORD": "pw", "LADDER_ADMIN_TOKEN": "token"}

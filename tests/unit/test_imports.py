@@ -96,3 +96,18 @@ def test_api_and_shared_never_import_the_worker() -> None:
 
 def test_the_circle_finder_finds_a_circle() -> None:
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_tests_share_code_only_through_their_support_modules() -> None:
+    """No test module imports another, or a conftest: what tests share lives in tests/support.py
+    (and tests/processes.py for real processes). Nothing in tests/ imports bench/."""
+    tests = list((ROOT / "tests").rglob("*.py"))
+    known = {module_name(p): p for p in [*tests, *(ROOT / "bench").rglob("*.py")]}
+    arrows = sorted(
+        (module_name(path), target)
+        for path in tests
+        for target in imports(path, known)
+        if target.rpartition(".")[2].startswith(("test_", "conftest"))
+        or target.partition(".")[0] == "bench"
+    )
+    assert arrows == []

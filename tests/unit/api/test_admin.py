@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from shared import workers
 from shared.db import Database
-from tests.unit.api.test_jobs import job_count
+from tests.support import job_count
 
 ADMIN_PAGES = ["/admin/", "/admin/jobs", "/admin/workers", "/admin/api/overview", "/admin/api/jobs",
                "/admin/api/workers"]  # fmt: skip

@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from shared.db import Database
-from tests.unit.api.test_jobs import job_count
+from tests.support import job_count
 
 OK_MATRICES = {"q": [[1, 0], [0, 1]], "k": [[1, 0], [0, 1], [1, 1]], "v": [[1], [2], [3]]}
 

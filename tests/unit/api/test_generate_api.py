@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 
 from shared import workers
 from shared.db import Database
-from tests.unit.api.test_jobs import job_count
+from tests.support import job_count
 
 ASK = [{"role": "user", "content": "What is the capital of France?"}]
 

@@ -8,23 +8,19 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from api import create_app
 from shared.config import Settings
 from shared.db import Database
-from shared.models import ApiKey, Job
+from shared.models import ApiKey
+from tests.support import job_count
 
 ADMIN = {"Authorization": "Bearer admin-token"}
 
 
 def submit(client: FlaskClient, headers: dict[str, str], body: Any, **kw: Any) -> Any:
     return client.post("/api/v1/jobs", json=body, headers=headers, **kw)
-
-
-def job_count(db: Database) -> int:
-    with db.session() as s:
-        return int(s.scalar(select(func.count()).select_from(Job)) or 0)
 
 
 def test_submit_answers_202_with_location_and_a_queued_job(

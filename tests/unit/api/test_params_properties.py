@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from shared.config import Settings
 from shared.db import Database
 from shared.kinds import InvalidParams, get
-from tests.unit.api.test_jobs import job_count
-from tests.unit.shared.test_stairs import oracle
+from tests.support import job_count, oracle
 from worker.kinds.stairs import ways
 
 JSON = st.recursive(

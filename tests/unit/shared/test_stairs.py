@@ -11,15 +11,8 @@ import pytest
 from shared.config import Settings
 from shared.kinds import InvalidParams, stairs
 from shared.kinds.stairs import StairsLimits
+from tests.support import oracle
 from worker.kinds.stairs import _kitamasa, describe, ways
-
-
-def oracle(n: int, steps: list[int], modulus: int | None = None) -> int:
-    """The O(n·K) dynamic programme, straight from the recurrence."""
-    counts = [1] + [0] * n
-    for i in range(1, n + 1):
-        counts[i] = sum(counts[i - s] for s in steps if s <= i)
-    return counts[n] if modulus is None else counts[n] % modulus
 
 
 def test_leetcode_70_is_fibonacci() -> None:

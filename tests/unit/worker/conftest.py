@@ -1,13 +1,29 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
+import fakeredis
 import pytest
 import torch
 
+from shared.config import Settings
+from shared.db import Database
 from shared.model_registry import resolve
+from worker.app import LadderCelery
 from worker.model_cache import Loaded, load_encoder
+
+
+@pytest.fixture
+def app(settings: Settings, db: Database) -> Iterator[LadderCelery]:
+    """A worker's Celery app on the test's SQLite database, and a fakeredis for Redis: what
+    `execute` and the reconciler use, with no broker and no worker process."""
+    celery = LadderCelery(settings)
+    celery._db = db
+    celery._redis = fakeredis.FakeRedis()
+    yield celery
+    celery.close()
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import subprocess
 
 import fakeredis
 
-from tests.processes import wait_for
+from tests.support import wait_for
 from worker import leases
 
 
