@@ -6,9 +6,10 @@ import contextlib
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 
-from flask import g, request
+from flask import current_app, g, request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -53,6 +54,39 @@ def ensure_key(db: Database, name: str, token: str, *, admin: bool) -> None:
         create_key(db, name, admin=admin, token=token)
 
 
+def _look_up(db: Database, digest: str) -> Caller | None:
+    with db.session() as session:
+        key = session.scalars(select(ApiKey).where(ApiKey.token_hash == digest)).first()
+    if key is None or key.revoked_at is not None or not hmac.compare_digest(key.token_hash, digest):
+        return None
+    return Caller(key.id, key.name, key.is_admin)
+
+
+class RecentKeys:
+    """Keys looked up in the last few seconds, by token hash (None for a refused one), so that
+    a busy client costs one SELECT every KEEP_SECONDS instead of one a request. A revoked key
+    stops working within that time."""
+
+    KEEP_SECONDS = 5.0
+    MOST = 10_000
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[float, Caller | None]] = {}
+
+    def get(self, digest: str) -> Caller | None:
+        found = self._seen.get(digest)
+        if found is None or found[0] < time.monotonic():
+            return None
+        return found[1]
+
+    def put(self, digest: str, caller: Caller | None) -> None:
+        if caller is None:
+            return  # a refused token is looked up each time: nothing to gain by keeping it
+        if len(self._seen) >= self.MOST:
+            self._seen.clear()
+        self._seen[digest] = (time.monotonic() + self.KEEP_SECONDS, caller)
+
+
 def authenticate(db: Database) -> Caller:
     """The caller of the current request, or a 401 problem."""
     header = request.headers.get("Authorization", "")
@@ -64,15 +98,17 @@ def authenticate(db: Database) -> Caller:
             headers={"WWW-Authenticate": 'Bearer realm="ladder"'},
         )
     digest = hash_token(token.strip())
-    with db.session() as session:
-        key = session.scalars(select(ApiKey).where(ApiKey.token_hash == digest)).first()
-    if key is None or key.revoked_at is not None or not hmac.compare_digest(key.token_hash, digest):
+    known: RecentKeys = current_app.extensions.setdefault("ladder.keys", RecentKeys())
+    caller = known.get(digest)
+    if caller is None:
+        caller = _look_up(db, digest)
+        known.put(digest, caller)
+    if caller is None:
         raise Problem(
             401,
             "the API key is unknown or revoked",
             headers={"WWW-Authenticate": 'Bearer realm="ladder", error="invalid_token"'},
         )
-    caller = Caller(key.id, key.name, key.is_admin)
     ratelimit.count(caller.key_id)
     g.caller = caller
     return caller

@@ -12,6 +12,10 @@ from shared.db import Database
 from shared.producer import Producer
 from shared.streams import Redis
 
+REDIS_CONNECTIONS = 10_000
+"""Redis connections one API process may open: above its most waiting clients (Redis itself
+allows 10,000 clients by default)."""
+
 
 @dataclass
 class Ladder:
@@ -24,7 +28,8 @@ class Ladder:
     def redis(self) -> Redis:
         """Redis for heartbeats, streams and cancel flags: the broker's own server."""
         if self._redis is None:
-            self._redis = streams.connect(self.settings.broker_url)
+            # Each waiting client blocks on its job's stream with a connection of its own.
+            self._redis = streams.connect(self.settings.broker_url, REDIS_CONNECTIONS)
         return self._redis
 
     @redis.setter

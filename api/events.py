@@ -1,4 +1,10 @@
-"""Following a job: its status changes from the database, its stream entries from Redis."""
+"""Following a job: its Redis stream as it happens, its row when the follow starts and ends.
+
+A follower blocks on the job's stream (shared/streams.py), where workers, cancels and retries
+write a `status` entry after each change of the row, and runners their own entries (`token`,
+`stage`). The row is read when the follow starts, when a status says the job has ended, and,
+in case that entry was lost (a Redis restart), after every CHECK_EVERY quiet reads.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +19,14 @@ from redis import RedisError
 
 from api.context import ladder
 from api.representation import job_json
+from api.waiting import ClientGone, Hangup, Slot
 from shared import jobs, streams
 from shared.models import Job, JobStatus
 
-KEEP_ALIVE_SECONDS = 15
+BLOCK_SECONDS = 5.0
+"""The longest one read of a stream waits; the Redis client's socket timeout (10 s) outlasts it."""
+CHECK_EVERY = 3
+"""Quiet reads between looks at the row, each followed by a keep-alive: one every 15 s."""
 
 
 @dataclass(frozen=True)
@@ -31,39 +41,82 @@ class Event:
         return f"{head}event: {self.event}\ndata: {json.dumps(self.data)}\n\n"
 
 
-def follow(job_id: str, after: str | None) -> Iterator[Event | None]:
-    """Events until the job ends: `status` (the job) on each change, stream entries such as
-    `token` in order, then `end`. None now and then while nothing happens (for keep-alives)."""
-    ctx = ladder()
-    block_ms = int(ctx.settings.events_poll_seconds * 1000)
+def follow(job_id: str, after: str | None, until: float | None = None) -> Iterator[Event | None]:
+    """The job's events until it ends: `status` (the whole job) first and on each change, the
+    stream's other entries in order, then `end`. None after a quiet while (for keep-alives).
+    Past `until` (time.monotonic), `reconnect` instead of `end`: resume with Last-Event-ID."""
+    job = _load(job_id)
+    if job is None:
+        return
+    view = job_json(job)
+    yield Event("status", view)
     cursor = after or "0"
-    last_state: tuple[str, float] | None = None
+    final = job if JobStatus(job.status).finished else None
+    ended, quiet = final is not None, 0
     while True:
-        job = _load(job_id)
-        if job is None:
+        block = None if ended else _block_ms(until)
+        if block == 0:
+            yield Event("reconnect", {"reason": "this stream reached its longest life",
+                                      "last_event_id": cursor})  # fmt: skip
             return
-        state = (job.status, job.progress)
-        if state != last_state:
-            last_state = state
-            yield Event("status", job_json(job))
-        finished = JobStatus(job.status).finished
-        # Once the job has ended, drain what is left of its stream without waiting.
-        entries = _read(job_id, cursor, None if finished else block_ms)
+        entries = _read(job_id, cursor, block)
         for entry_id, event, data in entries:
             cursor = entry_id
-            yield Event(event, data, entry_id)
-        if finished and not entries:
-            yield Event("end", {"status": job.status})
+            if event != "status":
+                yield Event(event, data, entry_id)
+            elif JobStatus(data.get("status", JobStatus.RUNNING)).finished:
+                ended = True
+            elif not ended and {**view, **data} != view:
+                view = {**view, **data}
+                yield Event("status", view, entry_id)
+        if entries:
+            quiet = 0
+            continue
+        if ended:  # and the stream is drained: the row has the last word
+            final = final or _load(job_id)
+            if final is None:
+                return
+            if job_json(final) != view:
+                yield Event("status", job_json(final))
+            yield Event("end", {"status": final.status})
             return
-        if not entries:
+        quiet += 1
+        if quiet % CHECK_EVERY == 0:
+            job = _load(job_id)
+            if job is None:
+                return
+            if JobStatus(job.status).finished:  # its entry never came
+                final, ended = job, True
+                continue
             yield None
+
+
+def wait_for_end(job_id: str, seconds: float) -> Job | None:
+    """The job once it has ended, or as it is after `seconds`: a long poll's answer."""
+    try:
+        # Where the stream is now, read before the row: an end after the row is read is seen.
+        latest: Any = ladder().redis.xrevrange(streams.stream_key(job_id), count=1)
+        after = latest[0][0].decode() if latest else "0"
+    except RedisError:
+        after = "0"
+    until = time.monotonic() + seconds
+    for _ in follow(job_id, after, until):
+        pass  # it returns once the job has ended, or at `until`
+    return _load(job_id)
+
+
+def _block_ms(until: float | None) -> int:
+    if until is None:
+        return int(BLOCK_SECONDS * 1000)
+    left = until - time.monotonic()
+    return 0 if left <= 0 else max(1, int(min(left, BLOCK_SECONDS) * 1000))
 
 
 def _read(job_id: str, cursor: str, block_ms: int | None) -> list[tuple[str, str, dict[str, Any]]]:
     try:
         return streams.read(ladder().redis, job_id, cursor, block_ms)
     except RedisError:
-        # Tokens are a bonus; the row is the truth. Without Redis, follow the status only.
+        # Tokens are a bonus; the row is the truth. Without Redis, wait, then look at the row.
         if block_ms:
             time.sleep(block_ms / 1000)
         return []
@@ -73,27 +126,30 @@ def _load(job_id: str) -> Job | None:
     return jobs.find(ladder().db, job_id)
 
 
-def keep_alive_every(poll_seconds: float) -> int:
-    return max(1, int(KEEP_ALIVE_SECONDS / poll_seconds))
-
-
-def event_stream(job_id: str) -> Response:
-    """The job's events as a text/event-stream response, resuming after Last-Event-ID."""
-    poll = ladder().settings.events_poll_seconds
+def event_stream(job_id: str, key_id: int) -> Response:
+    """The job's events as a text/event-stream response, resuming after Last-Event-ID; one of
+    the key's waiting slots while it is open."""
+    held = Slot(key_id)
+    held.take()
     resume = request.headers.get("Last-Event-ID")
+    until = time.monotonic() + ladder().settings.max_stream_seconds
 
     def stream() -> Iterator[str]:
-        idle = 0
-        for event in follow(job_id, resume):
-            if event is not None:
-                idle = 0
-                yield event.sse()
-                continue
-            idle += 1
-            if idle >= keep_alive_every(poll):  # a comment keeps proxies from closing it
-                idle = 0
-                yield ": keep-alive\n\n"
+        hangup = Hangup()
+        try:
+            for event in follow(job_id, resume, until):
+                if hangup.gone:
+                    return
+                # A comment now and then keeps proxies from closing a quiet stream.
+                yield ": keep-alive\n\n" if event is None else event.sse()
+        except ClientGone:
+            return
+        finally:
+            hangup.stop()
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     # stream_with_context: the generator runs after the view returns and still needs the app.
-    return Response(stream_with_context(stream()), mimetype="text/event-stream", headers=headers)
+    response = Response(stream_with_context(stream()), mimetype="text/event-stream",
+                        headers=headers)  # fmt: skip
+    response.call_on_close(held.release)
+    return response

@@ -7,21 +7,24 @@ import dataclasses
 import re
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 from sqlalchemy import select
 
 from api import submission
 from api.auth import authenticate
 from api.context import ladder
-from api.events import event_stream
+from api.events import event_stream, wait_for_end
 from api.problems import Problem, invalid
 from api.representation import job_json, job_url
-from api.requests import int_arg, json_body, parse_submit
+from api.requests import int_arg, json_body, parse_batch, parse_submit
+from api.waiting import slot
 from shared import jobs, kinds
 from shared.kinds import FieldError
 from shared.models import Job, JobStatus
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1")
+MAX_WAIT_SECONDS = 60
+"""The longest long poll (`GET /api/v1/jobs/{id}?wait=N`)."""
 PAGE_SIZE = 20
 """Jobs a listing page holds unless `limit` says otherwise."""
 KIND_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -37,9 +40,26 @@ def submit() -> tuple[dict[str, Any], int, dict[str, str]]:
     return job_json(job), 202, {"Location": job_url(job.id)}
 
 
+@bp.post("/jobs/batch")
+def submit_batch() -> tuple[dict[str, Any], int]:
+    """Up to MAX_BATCH jobs at once: all validated first (a 422 names `jobs[i]…` and makes
+    nothing), then made in one transaction and queued in one Redis pipeline."""
+    caller = authenticate(ladder().db)
+    body = json_body()
+    batch = parse_batch(body)
+    made = submission.submit_batch(caller, batch.jobs, body, request.headers.get("Idempotency-Key"))
+    return {"items": [job_json(job) for job in made]}, 202
+
+
 @bp.get("/jobs/<job_id>")
 def get(job_id: str) -> dict[str, Any]:
-    return job_json(_visible_job(job_id))
+    """One job; with `wait=N`, a long poll: the answer comes when the job ends or N s pass."""
+    job = _visible_job(job_id)
+    wait = int_arg("wait", 0, 0, MAX_WAIT_SECONDS)
+    if wait and not JobStatus(job.status).finished:
+        with slot(g.caller.key_id):
+            job = wait_for_end(job.id, wait) or job
+    return job_json(job)
 
 
 @bp.get("/jobs")
@@ -99,7 +119,7 @@ def cancel(job_id: str) -> dict[str, Any]:
 def events(job_id: str) -> Response:
     """Server-sent events until the job ends; resumable after a stream entry's id."""
     _visible_job(job_id)
-    return event_stream(job_id)
+    return event_stream(job_id, g.caller.key_id)
 
 
 @bp.get("/jobs/<job_id>/artifacts/<name>")

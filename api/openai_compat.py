@@ -17,9 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from api import submission
 from api.auth import authenticate
 from api.context import ladder
-from api.events import follow, keep_alive_every
+from api.events import follow, wait_for_end
 from api.problems import Problem, invalid
 from api.requests import SubmitRequest, json_body
+from api.waiting import ClientGone, Hangup, Slot
 from shared import jobs, model_registry, producer
 from shared.kinds import FieldError
 from shared.kinds.generate import describe_entry, is_generative
@@ -80,27 +81,42 @@ def chat_completions() -> Response:
         if value is not None:
             params[name] = value
     request = SubmitRequest(kind="generate", params=params, priority=5, device="auto")
-    job = submission.submit(caller, request, request.model_dump(), None)
+    held = Slot(caller.key_id)  # taken first: a key at its limit makes no job
+    held.take()
+    try:
+        job = submission.submit(caller, request, request.model_dump(), None)
+    except BaseException:
+        held.release()
+        raise
     headers = {"X-Ladder-Job": job.id}
     if chat.stream:
-        return Response(
+        response = Response(
             stream_with_context(_chunks(job)),
             mimetype="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache"},
         )
-    done = _wait(job.id, producer.time_limit(ladder().settings, "generate"))
+        response.call_on_close(held.release)
+        return response
+    hangup = Hangup()
+    try:
+        done = wait_for_end(job.id, producer.time_limit(ladder().settings, "generate"))
+    except ClientGone:
+        _abandon(job)
+        return Response(status=499)  # nginx's "client closed request": nobody reads it
+    finally:
+        hangup.stop()
+        held.release()
+    if done is None or not JobStatus(done.status).finished:
+        raise Problem(504, f"job {job.id} did not finish in its time limit; it goes on")
     return Response(json.dumps(_completion(done)), mimetype="application/json", headers=headers)
 
 
-def _wait(job_id: str, seconds: float) -> Job:
-    deadline = time.monotonic() + seconds
-    while True:
-        job = jobs.find(ladder().db, job_id)
-        if job is not None and JobStatus(job.status).finished:
-            return job
-        if time.monotonic() > deadline:
-            raise Problem(504, f"job {job_id} did not finish in {seconds:g} s; it goes on")
-        time.sleep(0.1)
+def _abandon(job: Job) -> None:
+    """The client hung up before its completion ended: nobody will read it, so stop it (as
+    vLLM and TGI do)."""
+    current = jobs.find(ladder().db, job.id)
+    if current is not None and not JobStatus(current.status).finished:
+        submission.cancel(current)
 
 
 def _completion(job: Job) -> dict[str, Any]:
@@ -142,21 +158,24 @@ def _chunks(job: Job) -> Iterator[str]:
         return f"data: {json.dumps(body)}\n\n"
 
     yield chunk({"role": "assistant", "content": ""})
-    idle, reason, status = 0, "stop", None
-    for event in follow(job.id, None):
-        if event is None:
-            idle += 1
-            if idle >= keep_alive_every(ladder().settings.events_poll_seconds):
-                idle = 0
+    reason, status, hangup = "stop", None, Hangup()
+    try:
+        for event in follow(job.id, None):
+            if hangup.gone:
+                raise ClientGone
+            if event is None:
                 yield ": keep-alive\n\n"
-            continue
-        idle = 0
-        if event.event == "token":
-            yield chunk({"content": event.data["text"]})
-        elif event.event == "end" and "finish_reason" in event.data:
-            reason = _reason(event.data["finish_reason"])
-        elif event.event == "status":
-            status = event.data["status"]
+            elif event.event == "token":
+                yield chunk({"content": event.data["text"]})
+            elif event.event == "end" and "finish_reason" in event.data:
+                reason = _reason(event.data["finish_reason"])
+            elif event.event == "status":
+                status = event.data["status"]
+    except ClientGone:
+        _abandon(job)
+        return
+    finally:
+        hangup.stop()
     if status != JobStatus.SUCCEEDED:
         error = {"message": f"the job ended {status}", "type": "server_error", "code": status}
         yield f"data: {json.dumps({'error': error})}\n\n"

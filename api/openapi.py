@@ -11,9 +11,9 @@ from pydantic.json_schema import models_json_schema
 
 from api import schemas
 from api.context import ladder
-from api.jobs import PAGE_SIZE
+from api.jobs import MAX_WAIT_SECONDS, PAGE_SIZE
 from api.openai_compat import ChatRequest
-from api.requests import SubmitRequest
+from api.requests import MAX_BATCH, BatchRequest, SubmitRequest
 from shared import kinds
 from shared.config import Settings
 from shared.jobs import MAX_IDEMPOTENCY_KEY
@@ -34,7 +34,13 @@ def components() -> dict[str, Any]:
     """Every model's JSON Schema in one namespace, so that two models of one name cannot
     overwrite each other; SubmitRequest ties each kind to its own params."""
     params = {kind.name: kind.params_model for kind in kinds.enabled().values()}
-    models: list[type[BaseModel]] = [*schemas.MODELS, SubmitRequest, ChatRequest, *params.values()]
+    models: list[type[BaseModel]] = [
+        *schemas.MODELS,
+        SubmitRequest,
+        BatchRequest,
+        ChatRequest,
+        *params.values(),
+    ]
     refs, document = models_json_schema(
         [(model, "validation") for model in models], ref_template=REF
     )
@@ -162,12 +168,47 @@ def paths(settings: Settings) -> dict[str, Any]:
                 ],
             ),
         },
+        "/api/v1/jobs/batch": {
+            "post": _op(
+                "submitJobs",
+                f"Submit up to {MAX_BATCH} jobs: all are validated before any is made, then "
+                "they are made in one transaction and queued together.",
+                {
+                    "202": _json("Accepted and queued, in order.", "JobItems"),
+                    **BAD_BODY,
+                    "409": _problem("The Idempotency-Key was used with another body."),
+                    "422": _problem("A job is invalid; `errors` names it: `jobs[17].params.n`."),
+                },
+                parameters=[
+                    _param(
+                        "Idempotency-Key",
+                        "header",
+                        idempotency_key,
+                        "Same key and body: the same jobs; another body: 409.",
+                    )
+                ],
+                requestBody=_body("BatchRequest"),
+            ),
+        },
         "/api/v1/jobs/{job_id}": {
             "get": _op(
                 "getJob",
-                "One job.",
-                {"200": _json("The job.", "Job"), **NO_JOB},
-                parameters=[JOB_ID],
+                "One job; with `wait`, a long poll that answers when the job ends.",
+                {
+                    "200": _json("The job.", "Job"),
+                    **NO_JOB,
+                    "422": _problem("`wait` is out of range."),
+                    "429": _problem("The key holds all its streams and waits open."),
+                },
+                parameters=[
+                    JOB_ID,
+                    _param(
+                        "wait",
+                        "query",
+                        {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
+                        "Seconds to wait for the job to end before answering.",
+                    ),
+                ],
             )
         },
         "/api/v1/jobs/{job_id}/cancel": {
@@ -185,8 +226,13 @@ def paths(settings: Settings) -> dict[str, Any]:
         "/api/v1/jobs/{job_id}/events": {
             "get": _op(
                 "followJob",
-                "Server-sent events: `status` (the job) on each change, then `end`.",
-                {"200": _media("An event stream.", "text/event-stream", type="string"), **NO_JOB},
+                "Server-sent events: `status` (the job) on each change, the job's own events "
+                "(`token`, …), then `end`; `reconnect` when the stream reached its longest life.",
+                {
+                    "200": _media("An event stream.", "text/event-stream", type="string"),
+                    **NO_JOB,
+                    "429": _problem("The key holds all its streams and waits open."),
+                },
                 parameters=[JOB_ID],
             )
         },

@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from shared.models import Job
-
-
-def timestamp(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC; SQLite hands datetimes back without their zone, so restore it."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+from shared.models import Job, timestamp
 
 
 def job_json(job: Job) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from flask import request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
@@ -30,6 +30,22 @@ class SubmitRequest(BaseModel):
     priority: Annotated[Priority, Field(default=5)]
     device: Annotated[
         Device, Field(default="auto", description="Where to run: the kind's first pool when auto.")
+    ]
+
+
+M = TypeVar("M", bound=BaseModel)
+MAX_BATCH = 1_000
+"""The most jobs one `POST /api/v1/jobs/batch` may hold."""
+
+
+class BatchRequest(BaseModel):
+    """The body of `POST /api/v1/jobs/batch`: jobs validated together, made together."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="BatchRequest")
+
+    jobs: Annotated[
+        list[SubmitRequest],
+        Field(min_length=1, max_length=MAX_BATCH, description="Each as for POST /api/v1/jobs."),
     ]
 
 
@@ -76,21 +92,34 @@ def _refuse_constant(name: str) -> None:
 
 
 def parse_submit(body: dict[str, Any]) -> SubmitRequest:
+    return _parse(SubmitRequest, body)
+
+
+def parse_batch(body: dict[str, Any]) -> BatchRequest:
+    return _parse(BatchRequest, body)
+
+
+def _parse(model: type[M], body: dict[str, Any]) -> M:
     try:
-        return SubmitRequest.model_validate(body)
+        return model.model_validate(body)
     except ValidationError as exc:
-        raise invalid(
-            [
-                FieldError(".".join(str(p) for p in e["loc"]) or "body", e["msg"])
-                for e in exc.errors()
-            ]
-        ) from None
+        raise invalid([FieldError(_path(e["loc"]), e["msg"]) for e in exc.errors()]) from None
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    """A field's dotted path, with list positions in brackets: `jobs[17].params`."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f"{'.' if path else ''}{part}"
+    return path or "body"
 
 
 def int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # ASCII digits only, and few of them: "²" is a digit to str.isdigit, and int() refuses
+    # strings of over 4,300 digits.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20) or not low <= int(raw) <= high:
         raise invalid([FieldError(name, f"must be an integer from {low} to {high}")])
     return int(raw)

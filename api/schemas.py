@@ -51,6 +51,12 @@ class JobList(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
 
 
+class JobItems(BaseModel):
+    """Jobs submitted together, in the order they were sent."""
+
+    items: list[Job]
+
+
 class Problem(BaseModel):
     """An error, as RFC 9457 problem details; `errors` names each field at fault."""
 
@@ -116,6 +122,7 @@ class Readiness(BaseModel):
 MODELS: tuple[type[BaseModel], ...] = (
     Job,
     JobList,
+    JobItems,
     Problem,
     KindList,
     WorkerList,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
+from flask import current_app, g
 
 from api.auth import Caller
 from api.context import ladder
@@ -13,12 +13,46 @@ from api.problems import Problem, invalid
 from api.requests import SubmitRequest
 from shared import jobs, kinds, streams, workers
 from shared.kinds import FieldError, InvalidParams, Kind
-from shared.models import Job
+from shared.models import Job, JobStatus
 from shared.producer import BrokerUnavailable
 
 
 def submit(caller: Caller, req: SubmitRequest, body: Any, key: str | None) -> Job:
     """Validate, route, commit and queue a job; the existing job for a repeated key and body."""
+    new = prepare(caller, req)
+    try:
+        job, created = jobs.create(ladder().db, new, body, key)
+    except (InvalidParams, jobs.IdempotencyConflict) as exc:
+        raise _problem(exc) from None
+    if created:
+        send([job])
+    return job
+
+
+def submit_batch(
+    caller: Caller, reqs: list[SubmitRequest], body: Any, key: str | None
+) -> list[Job]:
+    """`submit` for many: every job is validated before any is made, then one transaction and
+    one Redis pipeline. A 422 names the job: `jobs[17].params.n`."""
+    batch, errors = [], []
+    for i, req in enumerate(reqs):
+        try:
+            batch.append(prepare(caller, req))
+        except Problem as exc:
+            errors += [FieldError(f"jobs[{i}].{e.field}", e.message) for e in exc.errors]
+    if errors:
+        raise invalid(errors)
+    try:
+        made, created = jobs.create_batch(ladder().db, batch, body, key)
+    except (InvalidParams, jobs.IdempotencyConflict) as exc:
+        raise _problem(exc) from None
+    if created:
+        send(made)
+    return made
+
+
+def prepare(caller: Caller, req: SubmitRequest) -> jobs.NewJob:
+    """A submission checked against its kind and routed to a pool; a 422 problem if not."""
     ctx = ladder()
     kind = kinds.get(req.kind)
     if kind is None:
@@ -32,17 +66,14 @@ def submit(caller: Caller, req: SubmitRequest, body: Any, key: str | None) -> Jo
     errors = [FieldError(f"params.{e.field}", e.message) for e in kind.check_device(params, queue)]
     if errors:
         raise invalid(errors)
-    new = jobs.NewJob(caller.key_id, kind.name, params.model_dump(mode="json"), req.priority,
-                      req.device, queue)  # fmt: skip
-    try:
-        job, created = jobs.create(ctx.db, new, body, key)
-    except InvalidParams as exc:
-        raise invalid(exc.errors) from None
-    except jobs.IdempotencyConflict as exc:
-        raise Problem(409, str(exc)) from None
-    if created:
-        send(job)
-    return job
+    return jobs.NewJob(caller.key_id, kind.name, params.model_dump(mode="json"), req.priority,
+                       req.device, queue)  # fmt: skip
+
+
+def _problem(exc: InvalidParams | jobs.IdempotencyConflict) -> Problem:
+    if isinstance(exc, InvalidParams):
+        return invalid(exc.errors)
+    return Problem(409, str(exc))
 
 
 def route(kind: Kind, device: str, params: Any) -> str:
@@ -55,7 +86,9 @@ def route(kind: Kind, device: str, params: Any) -> str:
         raise invalid([FieldError("device", f"{kind.name} runs on {', '.join(kind.pools)} only")])
     if len(kind.pools) == 1 and device == "auto":
         return kind.pools[0]  # nothing to choose: no need to ask Redis
-    live = workers.live_pools(ladder().redis)
+    if "live_pools" not in g:  # asked once per request: a batch routes many jobs
+        g.live_pools = workers.live_pools(ladder().redis)
+    live: set[str] = g.live_pools
     if device == "auto":
         able = [pool for pool in kind.pools if not kind.check_device(params, pool)] or [
             kind.pools[0]
@@ -80,6 +113,7 @@ def cancel(job: Job) -> bool:
     ctx = ladder()
     if not jobs.cancel(ctx.db, job.id):
         return False
+    streams.publish_status(ctx.redis, job.id, JobStatus.CANCELLED)
     kind = kinds.get(job.kind)
     try:
         streams.request_cancel(ctx.redis, job.id)  # a kind that stops itself sees this
@@ -90,13 +124,16 @@ def cancel(job: Job) -> bool:
     return True
 
 
-def send(job: Job) -> None:
-    """Queue the committed job; if the broker refuses, undo the row so that nothing half-exists."""
+def send(made: list[Job]) -> None:
+    """Queue committed jobs; if the broker refuses, undo the rows so that nothing half-exists."""
     ctx = ladder()
     try:
-        ctx.producer.send(job.id, job.kind, job.queue, job.priority)
+        if len(made) == 1:
+            ctx.producer.send(made[0].id, made[0].kind, made[0].queue, made[0].priority)
+        else:
+            ctx.producer.send_many([(j.id, j.kind, j.queue, j.priority) for j in made])
     except BrokerUnavailable:
-        jobs.discard(ctx.db, job.id)
+        jobs.discard(ctx.db, [job.id for job in made])
         raise Problem(
             503, "the broker is unavailable; try again shortly", headers={"Retry-After": "5"}
         ) from None

@@ -86,7 +86,7 @@ def first_token_through_sse(tmp: Path) -> tuple[float, float]:
     env = {**os.environ, "DATABASE_URL": database_url, "BROKER_URL": BROKER_URL,
            "LADDER_ADMIN_TOKEN": "bench", "LADDER_MODELS_DIR": str(MODELS.resolve())}  # fmt: skip
     port = 8767
-    celery = processes.worker("cpu", concurrency=1, events=False, extra=processes.QUICK_START)
+    celery = processes.worker("cpu", concurrency=1, extra=processes.QUICK_START)
     api = start(processes.api(bind=f"127.0.0.1:{port}"), env, tmp / "api.log")
     worker = start(celery, env, tmp / "worker.log")
     try:

@@ -45,13 +45,13 @@ def worker(
     name: str | None = None,
     concurrency: int | None = None,
     *,
-    events: bool = True,
     extra: Sequence[str] = (),
     python: str = sys.executable,
 ) -> list[str]:
     """A `celery worker` of Ladder's serving `queue` as NAME@host (NAME is the queue unless
     given), logging at INFO, with `concurrency` pool processes (Celery's default, one a core,
-    if None) and task events for Flower unless `events` is False; `extra` options go last."""
+    if None); `extra` options go last. Task events follow LADDER_TASK_EVENTS (see
+    worker/factory.py), and Flower turns them on by itself when it runs."""
     return [
         python,
         "-m",
@@ -64,7 +64,6 @@ def worker(
         "-n",
         f"{name or queue}@%h",
         *(["-c", str(concurrency)] if concurrency is not None else []),
-        *(["-E"] if events else []),
         "--loglevel",
         "INFO",
         *extra,

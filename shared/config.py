@@ -44,7 +44,12 @@ class Settings:
     """One folder per model that clients may name; nothing is downloaded at run time."""
     model_cache_bytes: int = 4 * 1024**3
     """Each worker process keeps loaded models up to this many bytes of weights."""
-    events_poll_seconds: float = 0.25
+    task_events: bool = False
+    """Whether workers send Celery's task events (for Flower and `celery events`)."""
+    max_streams_per_key: int = 64
+    """Requests one key may hold open waiting on jobs: event streams, long polls, chats."""
+    max_stream_seconds: int = 900
+    """An event stream's longest life; then the client is told to resume with Last-Event-ID."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -68,12 +73,16 @@ class Settings:
             ("reconcile_after", "LADDER_RECONCILE_AFTER"),
             ("redelivery_after", "LADDER_REDELIVERY_AFTER"),
             ("model_cache_bytes", "LADDER_MODEL_CACHE_BYTES"),
+            ("max_streams_per_key", "LADDER_MAX_STREAMS_PER_KEY"),
+            ("max_stream_seconds", "LADDER_MAX_STREAM_SECONDS"),
         ]:
             if var in env:
                 values[name] = int(env[var])
         if env.get("LADDER_TRUST_REMOTE_CODE"):
             names = env["LADDER_TRUST_REMOTE_CODE"].split(",")
             values["trust_remote_code"] = frozenset(n.strip() for n in names if n.strip())
+        if env.get("LADDER_TASK_EVENTS"):
+            values["task_events"] = env["LADDER_TASK_EVENTS"].lower() in ("1", "true", "yes")
         if env.get("LADDER_DEFAULT_GENERATE_MODEL"):
             values["default_generate_model"] = env["LADDER_DEFAULT_GENERATE_MODEL"]
         values["env"] = {var: value for var, value in env.items() if var.startswith("LADDER_")}

@@ -53,42 +53,65 @@ def create(
     (created False) and the same key with another body raises IdempotencyConflict; two requests
     racing with one key make one job. A malformed key raises InvalidParams.
     """
+    made, created = _create(db, [new], body, idempotency_key, batch=False)
+    return made[0], created
+
+
+def create_batch(
+    db: Database, batch: list[NewJob], body: Any = None, idempotency_key: str | None = None
+) -> tuple[list[Job], bool]:
+    """Commit several queued jobs in one transaction, in order; `create`'s rules, with one
+    Idempotency-Key standing for the whole batch."""
+    return _create(db, batch, body, idempotency_key, batch=True)
+
+
+def _create(
+    db: Database, news: list[NewJob], body: Any, key: str | None, *, batch: bool
+) -> tuple[list[Job], bool]:
     digest = None
-    if idempotency_key is not None:
-        _check_idempotency_key(idempotency_key)
-        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-        if (existing := _by_idempotency_key(db, new.owner, idempotency_key, digest)) is not None:
+    if key is not None:
+        _check_idempotency_key(key)
+        # A batch hashes differently from a single job, so one key cannot stand for both.
+        hashed = {"batch": body} if batch else body
+        digest = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()
+        if (existing := _by_idempotency_key(db, news[0].owner, key, digest)) is not None:
             return existing, False
-    job = Job(
-        id=str(uuid.uuid4()),
-        api_key_id=new.owner,
-        kind=new.kind,
-        status=JobStatus.QUEUED,
-        params=new.params,
-        priority=new.priority,
-        device=new.device,
-        queue=new.queue,
-        idempotency_key=idempotency_key,
-        request_hash=digest,
-    )
+    first_id = str(uuid.uuid4())
+    made = [
+        Job(
+            id=first_id if i == 0 else str(uuid.uuid4()),
+            api_key_id=new.owner,
+            kind=new.kind,
+            status=JobStatus.QUEUED,
+            params=new.params,
+            priority=new.priority,
+            device=new.device,
+            queue=new.queue,
+            # The key and hash sit on the first job; the batch id ties the others to it.
+            idempotency_key=key if i == 0 else None,
+            request_hash=digest if i == 0 else None,
+            batch_id=first_id if batch else None,
+        )
+        for i, new in enumerate(news)
+    ]
     try:
         with db.session() as session:
-            session.add(job)
+            session.add_all(made)
     except IntegrityError:
-        if idempotency_key is None or digest is None:
+        if key is None or digest is None:
             raise
         # Another request with the same Idempotency-Key committed first.
-        existing = _by_idempotency_key(db, new.owner, idempotency_key, digest)
+        existing = _by_idempotency_key(db, news[0].owner, key, digest)
         if existing is None:
             raise
         return existing, False
-    return job, True
+    return made, True
 
 
-def discard(db: Database, job_id: str) -> None:
-    """Delete a job whose message could not be sent, so that nothing half-exists."""
+def discard(db: Database, job_ids: list[str]) -> None:
+    """Delete jobs whose messages could not be sent, so that nothing half-exists."""
     with db.session() as session:
-        session.execute(delete(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED))
+        session.execute(delete(Job).where(Job.id.in_(job_ids), Job.status == JobStatus.QUEUED))
 
 
 def _check_idempotency_key(key: str) -> None:
@@ -97,14 +120,19 @@ def _check_idempotency_key(key: str) -> None:
         raise InvalidParams([FieldError("Idempotency-Key", message)])
 
 
-def _by_idempotency_key(db: Database, owner: int, key: str, digest: str) -> Job | None:
+def _by_idempotency_key(db: Database, owner: int, key: str, digest: str) -> list[Job] | None:
+    """The jobs a key made before (the whole batch, for a batch), or None."""
     with db.session() as session:
         job = session.scalars(
             select(Job).where(Job.api_key_id == owner, Job.idempotency_key == key)
         ).first()
-    if job is not None and job.request_hash != digest:
-        raise IdempotencyConflict("this Idempotency-Key was used with a different body")
-    return job
+        if job is not None and job.request_hash != digest:
+            raise IdempotencyConflict("this Idempotency-Key was used with a different body")
+        if job is None or job.batch_id is None:
+            return None if job is None else [job]
+        return list(
+            session.scalars(select(Job).where(Job.batch_id == job.batch_id).order_by(Job.seq))
+        )
 
 
 def find(db: Database, job_id: str) -> Job | None:
@@ -149,7 +177,7 @@ def claim(db: Database, job_id: str, worker: str, max_attempts: int) -> Claim | 
     """Start a new attempt at a job; None when there is nothing to run.
 
     A job found `running` was left so by a worker that died (the broker re-delivered its
-    message): it runs again, until `max_attempts` is spent and it fails as `worker_lost`.
+    message): it runs again, until `max_attempts` is spent (then see `give_up`).
     One UPDATE … RETURNING both checks and claims, so the common path is one statement.
     """
     started = utcnow()
@@ -166,11 +194,17 @@ def claim(db: Database, job_id: str, worker: str, max_attempts: int) -> Claim | 
             )
             .returning(Job.kind, Job.params, Job.attempts, Job.queue)
         ).one_or_none()
-        if row is not None:
-            return Claim(row.kind, row.params, row.attempts, row.queue, started)
-        lost = error("worker_lost", f"the worker running this job was lost {max_attempts} times")
-        _finish(session, job_id, JobStatus.FAILED, error=lost, spent=max_attempts)
-        return None
+        if row is None:
+            return None
+        return Claim(row.kind, row.params, row.attempts, row.queue, started)
+
+
+def give_up(db: Database, job_id: str, max_attempts: int) -> bool:
+    """Fail a running job whose workers died `max_attempts` times (`worker_lost`); False when
+    the job is not such a job (it had ended, say)."""
+    lost = error("worker_lost", f"the worker running this job was lost {max_attempts} times")
+    with db.session() as session:
+        return _finish(session, job_id, JobStatus.FAILED, error=lost, spent=max_attempts)
 
 
 def finish(

@@ -29,6 +29,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def timestamp(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC; SQLite hands datetimes back without their zone, so restore it."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -72,6 +81,7 @@ class Job(Base):
         Index("ix_jobs_owner_seq", "api_key_id", "seq"),
         Index("ix_jobs_status", "status"),
         Index("ix_jobs_finished_at", "finished_at"),
+        Index("ix_jobs_batch_id", "batch_id"),
     )
 
     seq: Mapped[int] = mapped_column(SerialKey, primary_key=True)
@@ -91,6 +101,8 @@ class Job(Base):
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    batch_id: Mapped[str | None] = mapped_column(String(36))
+    """The id of the batch's first job, on every job of a batch submitted together."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

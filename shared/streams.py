@@ -1,4 +1,10 @@
-"""What a running job says as it goes, in a Redis stream per job, and the cancel flag.
+"""What happens to a job, as it happens: a Redis stream per job, and the cancel flag.
+
+Whoever changes a job's row (a worker claiming or finishing it, a cancel, a retry) also writes a
+`status` entry here, after the commit; a runner adds its own entries (`token`, `stage`, …).
+Followers block on the stream instead of polling the database, and read the row only when they
+start and when a status says the job has ended: the row stays the truth, and a lost entry
+delays a follower (until its next check of the row), never misleads it.
 
 Stream entries carry their own ids, which the API sends as server-sent event ids: a client
 that reconnects with Last-Event-ID resumes exactly after the last entry it saw.
@@ -7,9 +13,14 @@ that reconnects with Last-Event-ID resumes exactly after the last entry it saw.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import redis
+from redis.client import Pipeline
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 Redis = redis.Redis
 
@@ -24,17 +35,34 @@ def cancel_key(job_id: str) -> str:
     return f"ladder:job:{job_id}:cancel"
 
 
-def connect(url: str) -> Redis:
-    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=3)
+def connect(url: str, max_connections: int = 100) -> Redis:
+    return redis.Redis.from_url(
+        url, socket_timeout=10, socket_connect_timeout=3, max_connections=max_connections
+    )
 
 
 def publish(client: Redis, job_id: str, event: str, data: dict[str, Any]) -> str:
-    key = stream_key(job_id)
+    """Add an entry to the job's stream; returns its id."""
     pipe = client.pipeline(transaction=False)
-    pipe.xadd(key, {"event": event, "data": json.dumps(data)}, maxlen=100_000, approximate=True)
-    pipe.expire(key, KEEP_SECONDS)
+    add(pipe, job_id, event, data)
     entry_id, _ = pipe.execute()
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+def add(pipe: Pipeline, job_id: str, event: str, data: dict[str, Any]) -> None:
+    """Queue an entry on a pipeline, to go with other commands in one round trip."""
+    key = stream_key(job_id)
+    pipe.xadd(key, {"event": event, "data": json.dumps(data)}, maxlen=100_000, approximate=True)
+    pipe.expire(key, KEEP_SECONDS)
+
+
+def publish_status(client: Redis, job_id: str, status: str, **fields: Any) -> None:
+    """Tell followers the job's row changed (after the commit). Best effort: a follower that
+    misses it finds the change in the row at its next check."""
+    try:
+        publish(client, job_id, "status", {"status": status, **fields})
+    except RedisError:
+        log.warning("could not publish job %s's status %s", job_id, status, exc_info=True)
 
 
 def read(

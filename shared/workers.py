@@ -12,6 +12,8 @@ import json
 import time
 from typing import Any
 
+from redis.client import Pipeline
+
 from shared.streams import Redis
 
 INTERVAL = 5
@@ -37,12 +39,10 @@ def forget(client: Redis, name: str) -> None:
         client.set(_key(name), json.dumps(info), ex=KEEP_SECONDS)
 
 
-def job_ended(client: Redis, name: str, status: str) -> None:
-    """Count a job a worker finished, by how it ended."""
-    pipe = client.pipeline(transaction=False)
+def count_ended(pipe: Pipeline, name: str, status: str) -> None:
+    """Count a job a worker finished, by how it ended (queued on the worker's pipeline)."""
     pipe.hincrby(_key(name, "counts"), status, 1)
     pipe.expire(_key(name, "counts"), KEEP_SECONDS)
-    pipe.execute()
 
 
 def hold_model(client: Redis, name: str, pid: int, model: str, info: dict[str, Any]) -> None:

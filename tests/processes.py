@@ -133,7 +133,7 @@ def start_worker(
     **env: str,
 ) -> Worker:
     env = {"LADDER_RECONCILE_AFTER": str(RECONCILE_AFTER), **env}
-    argv = commands.worker("cpu", name, concurrency, events=False, extra=commands.QUICK_START)
+    argv = commands.worker("cpu", name, concurrency, extra=commands.QUICK_START)
     offset = log.stat().st_size if log.exists() else 0  # a restart appends to the same log
     worker = Worker(start(name, host.wrap(argv), ladder_env(settings, **env), log), log, name)
 
@@ -159,6 +159,8 @@ class ApiServer:
     host: Host = LOCAL
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """Variables over the settings' own (a limit a test lowers, say)."""
 
     @property
     def url(self) -> str:
@@ -166,7 +168,8 @@ class ApiServer:
 
     def start(self) -> None:
         argv = commands.api(bind=f"{self.host.address}:{self.port}")
-        self.process = start("api", self.host.wrap(argv), ladder_env(self.settings), self.log)
+        env = ladder_env(self.settings, **self.env)
+        self.process = start("api", self.host.wrap(argv), env, self.log)
         wait_for(lambda: answers(f"{self.url}/healthz"), "the API")
 
     def kill(self) -> None:
@@ -182,6 +185,8 @@ class RedisServer:
     host: Host = LOCAL
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """Variables over the settings' own (a limit a test lowers, say)."""
 
     @property
     def url(self) -> str:

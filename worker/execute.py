@@ -10,9 +10,9 @@ from typing import TypeVar
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
-from shared import jobs, kinds, producer, workers
+from shared import jobs, kinds, producer, streams, workers
 from shared.kinds import InvalidParams, Outcome
-from shared.models import JobStatus
+from shared.models import JobStatus, timestamp
 from worker import leases
 from worker.app import LadderCelery
 from worker.context import RunContext
@@ -29,19 +29,33 @@ def execute(app: LadderCelery, job_id: str, worker: str, time_limit: float | Non
     if lease is None:
         return
     with lease:
-        job = _persist(lambda: jobs.claim(app.db, job_id, worker, app.settings.max_attempts))
+        attempts = app.settings.max_attempts
+        job = _persist(lambda: jobs.claim(app.db, job_id, worker, attempts))
         if job is None:
+            if _persist(lambda: jobs.give_up(app.db, job_id, attempts)):
+                streams.publish_status(app.redis, job_id, JobStatus.FAILED)
             log.info("job %s: nothing to run (finished, cancelled or out of attempts)", job_id)
             return
+        started = {"attempts": job.attempt, "worker": worker, "progress": 0.0,
+                   "started_at": timestamp(job.started_at)}  # fmt: skip
+        streams.publish_status(app.redis, job_id, JobStatus.RUNNING, **started)
         status = _attempt(app, job, job_id, worker, time_limit)
-    _tell_registry(workers.job_ended, app, worker, status)
+        _wrap_up(app, lease, job_id, worker, status)
 
 
-def _tell_registry(call: Callable[..., None], app: LadderCelery, *args: str) -> None:
+def _wrap_up(app: LadderCelery, lease: leases.Lease, job_id: str, worker: str, status: str) -> None:
+    """One round trip to Redis once the row is written: the final status for followers, the
+    worker's tally, the lease given back."""
+    pipe = app.redis.pipeline(transaction=False)
+    if status != JobStatus.CANCELLED:  # the cancel published its own
+        streams.add(pipe, job_id, "status", {"status": status})
+    workers.count_ended(pipe, worker, status)
     try:
-        call(app.redis, *args)
-    except Exception:  # the registry is for people watching; the job goes on without it
-        log.warning("could not update the worker registry", exc_info=True)
+        lease.release(pipe)
+        pipe.execute()
+    except Exception:
+        # Followers find the end in the row at their next look; the lease lapses by itself.
+        log.warning("job %s: could not tell Redis how it ended", job_id, exc_info=True)
 
 
 def _attempt(

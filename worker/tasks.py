@@ -7,7 +7,8 @@ from typing import Any
 from celery import Task
 from celery.exceptions import TimeLimitExceeded
 
-from shared import jobs
+from shared import jobs, streams
+from shared.models import JobStatus
 from shared.producer import TASK_NAME
 from worker.app import LadderCelery
 from worker.execute import execute
@@ -23,11 +24,9 @@ class JobTask(Task):  # type: ignore[misc]
     ) -> None:
         if isinstance(exc, TimeLimitExceeded) and args:
             limit = f"{exc.args[0]:g} s" if exc.args else "its limit"
-            jobs.fail_running(
-                self.app.db,
-                args[0],
-                jobs.error("timeout", f"the job ran past {limit} and was stopped"),
-            )
+            stopped = jobs.error("timeout", f"the job ran past {limit} and was stopped")
+            if jobs.fail_running(self.app.db, args[0], stopped):
+                streams.publish_status(self.app.redis, args[0], JobStatus.FAILED)
 
 
 def register(app: LadderCelery) -> None:

@@ -157,6 +157,7 @@ def retry(job_id: str) -> BaseResponse:
         job = _job(job_id)
         try:
             ctx.redis.delete(streams.stream_key(job_id), streams.cancel_key(job_id))
+            streams.publish_status(ctx.redis, job_id, JobStatus.QUEUED)
             if job is not None:
                 ctx.producer.send(job.id, job.kind, job.queue, job.priority)
         except (BrokerUnavailable, RedisError):
@@ -218,7 +219,8 @@ def workers_data() -> dict[str, Any]:
 def job_events(job_id: str) -> Response:
     if _job(job_id) is None:
         raise Problem(404, f"no job {job_id}")
-    return event_stream(job_id)
+    viewer = current_admin() or authenticate(ladder().db)
+    return event_stream(job_id, viewer.key_id)
 
 
 @bp.get("/jobs/<job_id>/artifacts/<name>")
