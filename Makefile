@@ -53,7 +53,7 @@ worker-gpu: install ## One GPU worker process per GPU (queue gpu, concurrency 1)
 	$(BIN)/python scripts/gpu_workers.py
 
 bench: install ## Benchmarks; tables go to bench/RESULTS.md
-	$(BIN)/python bench/service.py
+	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/stairs.py
 	$(BIN)/python bench/attention.py
 	$(BIN)/python bench/load.py

@@ -1,4 +1,7 @@
-"""Jobs/s and latency of small stairs jobs through the whole service, against bare Celery.
+"""The pieces the service benchmarks share: Ladder (API, worker, rows) and bare Celery, started
+the same way, on the same Redis (bench/serving.py, load.py and capacity.py use them).
+
+Jobs/s and latency of small stairs jobs through the whole service, against bare Celery.
 
 Ladder: jobs POSTed over HTTP by 8 client threads to the API under gunicorn, run by a prefork
 worker with one process per core (as `make run` starts them), rows in SQLite. Bare Celery:
@@ -12,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC
@@ -27,12 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (
     BIN,
     drive,
-    machine,
     percentile,
     start,
     stop,
     wait_for_line,
-    write_section,
 )
 from scripts import processes
 from shared.db import Database
@@ -64,7 +64,9 @@ def wait_done(done: Callable[[], int], count: int = N, seconds: float = 900) -> 
 class Ladder:
     url = f"http://127.0.0.1:{PORT}"
 
-    def __init__(self, tmp: Path, database_url: str | None = None) -> None:
+    def __init__(
+        self, tmp: Path, database_url: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.tmp = tmp
         self.database_url = database_url or f"sqlite:///{tmp}/bench.db"
         upgrade(self.database_url)
@@ -74,6 +76,7 @@ class Ladder:
             "DATABASE_URL": self.database_url,
             "BROKER_URL": BROKER_URL,
             "LADDER_ADMIN_TOKEN": TOKEN,
+            **(env or {}),
         }
         self.api = start(processes.api(bind=f"127.0.0.1:{PORT}"), self.env, tmp / "api.log")
         wait_for_line(tmp / "api.log", "Booting worker")
@@ -83,7 +86,6 @@ class Ladder:
         argv = processes.worker(
             "cpu",
             concurrency=concurrency or os.cpu_count(),
-            events=False,
             extra=processes.QUICK_START,
         )
         process = start(argv, self.env, log)
@@ -192,50 +194,3 @@ class Bare:
         wait_done(self.done)
         stop(worker)
         return {"jobs_per_s": N / (time.perf_counter() - started)}
-
-
-def main() -> None:
-    flush = redis.Redis.from_url(BROKER_URL).flushdb
-    flush()
-    with tempfile.TemporaryDirectory() as tmp:
-        ladder = Ladder(Path(tmp))
-        try:
-            ours_drain = ladder.drain()
-            ladder.clear()
-            ours = ladder.end_to_end()
-        finally:
-            ladder.close()
-        flush()
-        bare = Bare(Path(tmp))
-        bare_drain = bare.drain()
-        bare_prefork = bare.drain("prefork")
-        bare_e2e = bare.end_to_end()
-    flush()
-    cores = os.cpu_count()
-    write_section(
-        "Service throughput against bare Celery",
-        f"""
-{N} stairs jobs (n = 30) against {N} no-op tasks, one Redis, {machine()},
-{time.strftime("%Y-%m-%d")}. Ladder: 8 HTTP client threads → gunicorn (1 process × 8 threads)
-→ SQLite (WAL) → Redis → prefork worker ×{cores}. Bare Celery: `.delay()` → solo worker.
-*Drain*: the queue is filled first, then the worker starts. *End to end*: producer and worker
-at once, on the same {cores} cores as the client. Latency: the row's finished_at − created_at.
-
-| | drain jobs/s | end-to-end jobs/s | submit/s (HTTP, alone) | p50 submit→succeeded | p95 |
-| --- | ---: | ---: | ---: | ---: | ---: |
-| Ladder | {ours_drain["jobs_per_s"]:.0f} | {ours["jobs_per_s"]:.0f} \
-| {ours_drain["submit_per_s"]:.0f} | {ours["p50"] * 1000:.0f} ms | {ours["p95"] * 1000:.0f} ms |
-| bare Celery | {bare_drain["jobs_per_s"]:.0f} | {bare_e2e["jobs_per_s"]:.0f} | — | — | — |
-| bare Celery, prefork ×{cores} (Ladder's pool) | {bare_prefork["jobs_per_s"]:.0f} | — | — | — | — |
-| Ladder / bare | {ours_drain["jobs_per_s"] / bare_drain["jobs_per_s"]:.2f}× \
-| {ours["jobs_per_s"] / bare_e2e["jobs_per_s"]:.2f}× | | | |
-
-Bare `.delay()` costs the producer {bare_drain["delay_ms"]:.2f} ms of CPU a task. Ladder's
-worker needs the prefork pool (hard time limits and stopping a running job kill a child
-process); the second bare row is the same no-op on that pool, to show what the pool itself costs.
-""",
-    )
-
-
-if __name__ == "__main__":
-    main()
