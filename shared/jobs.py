@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -173,6 +173,25 @@ class Claim:
     started_at: datetime
 
 
+_CLAIM = (
+    update(Job)
+    .where(
+        Job.id == bindparam("id_"),
+        Job.status.in_(ACTIVE),
+        Job.attempts < bindparam("limit"),
+    )
+    .values(
+        status=JobStatus.RUNNING,
+        attempts=Job.attempts + 1,
+        worker=bindparam("worker_"),
+        started_at=bindparam("started"),
+        progress=0.0,
+    )
+    .returning(Job.kind, Job.params, Job.attempts, Job.queue)
+)
+"""Built once: every job runs it, and building a statement costs more than running it."""
+
+
 def claim(db: Database, job_id: str, worker: str, max_attempts: int) -> Claim | None:
     """Start a new attempt at a job; None when there is nothing to run.
 
@@ -181,19 +200,9 @@ def claim(db: Database, job_id: str, worker: str, max_attempts: int) -> Claim | 
     One UPDATE … RETURNING both checks and claims, so the common path is one statement.
     """
     started = utcnow()
+    values = {"id_": job_id, "limit": max_attempts, "worker_": worker, "started": started}
     with db.session() as session:
-        row = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status.in_(ACTIVE), Job.attempts < max_attempts)
-            .values(
-                status=JobStatus.RUNNING,
-                attempts=Job.attempts + 1,
-                worker=worker,
-                started_at=started,
-                progress=0.0,
-            )
-            .returning(Job.kind, Job.params, Job.attempts, Job.queue)
-        ).one_or_none()
+        row = session.execute(_CLAIM, values).one_or_none()
         if row is None:
             return None
         return Claim(row.kind, row.params, row.attempts, row.queue, started)

@@ -16,7 +16,6 @@ import socket
 import threading
 
 from redis.client import Pipeline
-from redis.commands.core import Script
 from redis.exceptions import WatchError
 
 from shared.streams import Redis
@@ -62,7 +61,7 @@ class Lease:
         it costs no round trip of its own."""
         self._done.set()
         self._renewer.join()
-        _RELEASE(keys=[self._key], args=[self._value], client=pipe or self._client)
+        (pipe or self._client).eval(_RELEASE, 1, self._key, self._value)
 
     def _renew(self) -> None:
         while not self._done.wait(TTL / 6):
@@ -73,11 +72,12 @@ class Lease:
                 log.warning("could not renew %s", self._key, exc_info=True)
 
 
-_RELEASE = Script(
-    None,  # type: ignore[arg-type]  # registered on the client each call runs on
-    b"if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0",
+_RELEASE = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end "
+    "return 0"
 )
-"""Delete the lease only if it is still the one this process took: one atomic step."""
+"""Delete the lease only if it is still the one this process took: one atomic step. Sent as
+EVAL (Redis caches it): EVALSHA on a pipeline would cost a SCRIPT EXISTS round trip first."""
 
 
 def take(client: Redis, job_id: str, worker: str) -> Lease | None:
