@@ -73,8 +73,7 @@ class Lease:
 
 
 _RELEASE = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end "
-    "return 0"
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 )
 """Delete the lease only if it is still the one this process took: one atomic step. Sent as
 EVAL (Redis caches it): EVALSHA on a pipeline would cost a SCRIPT EXISTS round trip first."""
