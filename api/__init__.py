@@ -11,6 +11,7 @@ from api import admin, cli, health, jobs, monitoring, openai_compat, openapi, pr
 from api.admin import session
 from api.auth import ensure_key
 from api.context import Ladder
+from shared import kinds
 from shared.config import Settings
 from shared.db import Database
 from shared.producer import Producer
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API. Without `settings` it reads the environment, once, here."""
     settings = settings or Settings.from_env()
+    kinds.check_settings(settings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]

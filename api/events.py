@@ -76,6 +76,11 @@ def follow(job_id: str, after: str | None, until: float | None = None) -> Iterat
             final = final or _load(job_id)
             if final is None:
                 return
+            if not JobStatus(final.status).finished:
+                # An entry said it ended, the row says not (an old entry of a retried job):
+                # the row is the truth, so follow on.
+                final, ended = None, False
+                continue
             if job_json(final) != view:
                 yield Event("status", job_json(final))
             yield Event("end", {"status": final.status})

@@ -81,8 +81,11 @@ def chat_completions() -> Response:
         if value is not None:
             params[name] = value
     request = SubmitRequest(kind="generate", params=params, priority=5, device="auto")
+    settings = ladder().settings
+    # The longest this request may wait: the job's own time limit, or a stream's longest life.
+    seconds = max(producer.time_limit(settings, "generate"), settings.max_stream_seconds)
     held = Slot(caller.key_id)  # taken first: a key at its limit makes no job
-    held.take()
+    held.take(seconds)
     try:
         job = submission.submit(caller, request, request.model_dump(), None)
     except BaseException:
@@ -91,7 +94,7 @@ def chat_completions() -> Response:
     headers = {"X-Ladder-Job": job.id}
     if chat.stream:
         response = Response(
-            stream_with_context(_chunks(job)),
+            stream_with_context(_chunks(job, time.monotonic() + seconds)),
             mimetype="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache"},
         )
@@ -99,7 +102,7 @@ def chat_completions() -> Response:
         return response
     hangup = Hangup()
     try:
-        done = wait_for_end(job.id, producer.time_limit(ladder().settings, "generate"))
+        done = wait_for_end(job.id, seconds)
     except ClientGone:
         _abandon(job)
         return Response(status=499)  # nginx's "client closed request": nobody reads it
@@ -107,7 +110,7 @@ def chat_completions() -> Response:
         hangup.stop()
         held.release()
     if done is None or not JobStatus(done.status).finished:
-        raise Problem(504, f"job {job.id} did not finish in its time limit; it goes on")
+        raise Problem(504, f"job {job.id} did not finish in {seconds} s; it goes on")
     return Response(json.dumps(_completion(done)), mimetype="application/json", headers=headers)
 
 
@@ -148,8 +151,10 @@ def _reason(reason: str) -> str:
     return "length" if reason == "length" else "stop"
 
 
-def _chunks(job: Job) -> Iterator[str]:
-    """OpenAI's streaming format: role first, then content deltas, then the finish reason."""
+def _chunks(job: Job, until: float) -> Iterator[str]:
+    """OpenAI's streaming format: role first, then content deltas, then the finish reason.
+
+    A client that leaves before the end cancels the job, however its leaving is noticed."""
     head = {"id": f"chatcmpl-{job.id}", "object": "chat.completion.chunk",
             "created": int(time.time()), "model": job.params.get("model") or "default"}  # fmt: skip
 
@@ -157,12 +162,12 @@ def _chunks(job: Job) -> Iterator[str]:
         body = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
         return f"data: {json.dumps(body)}\n\n"
 
-    yield chunk({"role": "assistant", "content": ""})
-    reason, status, hangup = "stop", None, Hangup()
+    reason, status, hangup, seen_out = "stop", None, Hangup(), False
     try:
-        for event in follow(job.id, None):
+        yield chunk({"role": "assistant", "content": ""})
+        for event in follow(job.id, None, until):
             if hangup.gone:
-                raise ClientGone
+                return
             if event is None:
                 yield ": keep-alive\n\n"
             elif event.event == "token":
@@ -171,13 +176,17 @@ def _chunks(job: Job) -> Iterator[str]:
                 reason = _reason(event.data["finish_reason"])
             elif event.event == "status":
                 status = event.data["status"]
+        seen_out = True
     except ClientGone:
-        _abandon(job)
         return
     finally:
-        hangup.stop()
+        hangup.stop()  # first: it takes a ClientGone still on its way
+        if not seen_out:  # gone (noticed by the watcher, a failed write, or a close)
+            _abandon(job)
     if status != JobStatus.SUCCEEDED:
-        error = {"message": f"the job ended {status}", "type": "server_error", "code": status}
+        ended = status in (JobStatus.FAILED, JobStatus.CANCELLED)
+        message = f"the job ended {status}" if ended else f"job {job.id} did not finish in time"
+        error = {"message": message, "type": "server_error", "code": status}
         yield f"data: {json.dumps({'error': error})}\n\n"
     else:
         yield chunk({}, reason)

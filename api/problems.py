@@ -9,7 +9,9 @@ from typing import Any
 
 from flask import Flask, Response, has_request_context, json, request
 from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import RedisError
 from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from werkzeug.exceptions import HTTPException
 
 from shared.kinds import FieldError
@@ -96,6 +98,17 @@ def init_app(app: Flask) -> None:
     def _database(exc: DBAPIError) -> Response:
         log.warning("database error: %s", exc)
         return problem_response(unavailable("database"))
+
+    @app.errorhandler(SQLAlchemyTimeout)
+    def _database_busy(exc: SQLAlchemyTimeout) -> Response:
+        # Every pooled connection is taken: the database is the bottleneck, not the request.
+        log.warning("no database connection free: %s", exc)
+        return problem_response(unavailable("database"))
+
+    @app.errorhandler(RedisError)
+    def _redis(exc: RedisError) -> Response:
+        log.warning("redis error: %s", exc)
+        return problem_response(unavailable("broker"))
 
     @app.errorhandler(BrokerError)
     def _broker(exc: BrokerError) -> Response:

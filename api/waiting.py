@@ -20,7 +20,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import gevent
@@ -54,10 +54,12 @@ class Slot:
         # Kept: a response gives its slot back when the server closes it, outside the app.
         self._redis = ladder().redis
 
-    def take(self) -> None:
-        """Take the slot, or raise a 429 problem when the key holds all of its slots."""
+    def take(self, seconds: float | None = None) -> None:
+        """Take the slot for at most `seconds` (an event stream's longest life unless given),
+        or raise a 429 problem when the key holds all of its slots."""
         ctx = ladder()
-        limit, life = ctx.settings.max_streams_per_key, ctx.settings.max_stream_seconds
+        limit = ctx.settings.max_streams_per_key
+        life = int(seconds or ctx.settings.max_stream_seconds)
         now = time.time()
         try:
             pipe = self._redis.pipeline()
@@ -86,10 +88,11 @@ class Slot:
 
 
 @contextmanager
-def slot(key_id: int) -> Iterator[None]:
-    """Hold one of the key's waiting slots for the block (a long poll, a chat completion)."""
+def slot(key_id: int, seconds: float) -> Iterator[None]:
+    """Hold one of the key's waiting slots for the block (a long poll, a chat completion),
+    which lasts at most `seconds`."""
     held = Slot(key_id)
-    held.take()
+    held.take(seconds)
     try:
         yield
     finally:
@@ -110,7 +113,7 @@ class Hangup:
         try:
             while sock.recv(1, socket.MSG_PEEK):
                 gevent.sleep(1)  # the client sent something (nothing we read): look again
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a TLS socket refuses MSG_PEEK
             pass
         if self._watcher is not None:  # stop() was not called meanwhile
             self.gone = True
@@ -121,3 +124,8 @@ class Hangup:
         if watcher is not None:
             # Wait for it to go: the server reads the connection's next request right after.
             watcher.kill(block=True)
+        if self.gone:
+            # Its ClientGone may not have landed yet (the request saw `gone` first): take it
+            # now, so that it cannot break the clean-up that follows.
+            with suppress(ClientGone):
+                gevent.sleep(0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery.signals import worker_process_init
 
+from shared import kinds
 from shared.config import Settings
 from worker import heartbeat, reconciler, tasks
 from worker.app import LadderCelery
@@ -11,6 +12,7 @@ from worker.app import LadderCelery
 
 def create_celery(settings: Settings) -> LadderCelery:
     """A worker app: late acks, a dead child's job handed back, one message prefetched at a time."""
+    kinds.check_settings(settings)
     app = LadderCelery(settings)
     app.conf.update(
         task_acks_late=True,

@@ -5,7 +5,9 @@ restarts empty, an API killed between its commit and its send, a worker host tha
 jobs it had taken (Redis would hand those back only after the visibility timeout). Every
 worker runs this loop; a lock in Redis lets one of them do a pass at a time. A pass re-sends:
 
-- a `queued` job older than `reconcile_after` seconds whose message is nowhere in Redis;
+- a `queued` job older than `reconcile_after` seconds whose message is nowhere in Redis, or
+  was taken by a worker more than `reconcile_after` seconds ago and never claimed (a live
+  worker claims what it takes within moments; this one died in between);
 - a `running` job whose lease has lapsed (see worker.leases): its worker died, or lost it.
   Its old, unacknowledged message is dropped, so that Redis cannot hand it back as well. The next
   attempt is counted as any other, so a job whose workers keep dying ends as `worker_lost`.
@@ -69,6 +71,19 @@ def taken_in_redis(client: Redis) -> dict[str, bytes | str]:
     return taken
 
 
+def _taken_before(client: Redis, taken: dict[str, bytes | str], moment: float) -> set[str]:
+    """The jobs whose messages a worker took before `moment` (a UNIX time) and still holds."""
+    if not taken:
+        return set()
+    pipe = client.pipeline(transaction=False)
+    for tag in taken.values():
+        pipe.zscore(UNACKED_INDEX, tag)
+    when = pipe.execute()
+    return {
+        job_id for job_id, at in zip(taken, when, strict=True) if at is not None and at < moment
+    }
+
+
 def reconcile(
     db: Database, client: Redis, producer: Producer, settings: Settings, suspects: set[str]
 ) -> tuple[list[str], set[str]]:
@@ -89,18 +104,23 @@ def reconcile(
     if not queued and not running:
         return [], set()
     waiting, taken = waiting_in_redis(client), taken_in_redis(client)
-    lost = {row.id for row in queued if row.id not in waiting and row.id not in taken}
+    stale = _taken_before(client, taken, before.timestamp())
+    # Queued, and its message neither waits in a queue nor sits with a live worker: a worker
+    # claims a message it takes within moments, so one taken long ago and still unclaimed,
+    # with no lease, was taken by a worker that died.
+    lost = {
+        row.id
+        for row in queued
+        if row.id not in waiting
+        and (row.id not in taken or (row.id in stale and leases.holder(client, row.id) is None))
+    }
     # Running, but nobody holds its lease: its worker died, or lost it (a final write that
     # never landed).
     lost |= {
         row.id for row in running if row.id not in waiting and leases.holder(client, row.id) is None
     }
     resent = []
-    for job_id, kind, queue, priority in queued:
-        if job_id in lost & suspects:
-            producer.send(job_id, kind, queue, priority)
-            resent.append(job_id)
-    for job_id, kind, queue, priority in running:
+    for job_id, kind, queue, priority in [*queued, *running]:
         if job_id not in lost & suspects:
             continue
         if job_id in taken:  # the dead worker's copy: Redis must not restore it later

@@ -64,12 +64,13 @@ def wait_in_queue(app: LadderCelery, job_id: str, priority: int = 5) -> None:
     app.redis.lpush(queue_lists("cpu")[redis_priority(priority)], queued)
 
 
-def take_unacked(app: LadderCelery, job_id: str) -> str:
+def take_unacked(app: LadderCelery, job_id: str, at: datetime | None = None) -> str:
     """Hold the job's message as a worker holds one it has not acknowledged (kombu keeps
-    [message, exchange, routing key] by delivery tag, and when it was taken); its tag."""
+    [message, exchange, routing key] by delivery tag, and when it was taken: long ago unless
+    `at` says); its tag."""
     tag = f"tag-{job_id}"
     app.redis.hset(UNACKED, tag, json.dumps([message(job_id), "", "cpu"]))
-    app.redis.zadd(UNACKED_INDEX, {tag: long_ago(app).timestamp()})
+    app.redis.zadd(UNACKED_INDEX, {tag: (at or long_ago(app)).timestamp()})
     return tag
 
 
@@ -98,11 +99,34 @@ def test_a_queued_job_whose_message_waits_in_a_queue_is_not_sent(
     assert producer.sent == []
 
 
-def test_a_queued_job_a_worker_has_taken_is_not_sent(app: LadderCelery, producer: Producer) -> None:
-    # Taken, not yet claimed: the message is in the unacked hash, the row still queued.
+def test_a_queued_job_a_worker_has_just_taken_is_not_sent(
+    app: LadderCelery, producer: Producer
+) -> None:
+    # Taken a moment ago, not yet claimed: the message is unacked, the row still queued.
+    job_id = add_job(app.db, created_at=long_ago(app))
+    take_unacked(app, job_id, at=utcnow())
+    assert passes(app, producer, 3) == [[], [], []]
+
+
+def test_a_queued_job_being_claimed_is_not_sent(app: LadderCelery, producer: Producer) -> None:
+    # Taken long ago but its lease is held: a worker is claiming it right now.
     job_id = add_job(app.db, created_at=long_ago(app))
     take_unacked(app, job_id)
+    assert leases.take(app.redis, job_id, "cpu-4@host") is not None
     assert passes(app, producer, 3) == [[], [], []]
+
+
+def test_a_queued_job_a_dead_worker_took_is_sent_and_its_message_dropped(
+    app: LadderCelery, producer: Producer
+) -> None:
+    # Given a message a worker took long ago and never claimed (it died in between)
+    job_id = add_job(app.db, created_at=long_ago(app))
+    tag = take_unacked(app, job_id)
+    # When the reconciler has seen it lost twice, it sends the job again, once
+    assert passes(app, producer, 3) == [[], [job_id], []]
+    assert producer.sent == [(job_id, "stairs", "cpu", 5)]
+    # and the dead worker's copy is gone, so that Redis cannot restore it later
+    assert not app.redis.hexists(UNACKED, tag) and app.redis.zscore(UNACKED_INDEX, tag) is None
 
 
 def test_a_job_whose_message_turns_up_between_passes_is_not_sent(
