@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
@@ -55,6 +55,14 @@ def unavailable(what: str) -> Problem:
     )
 
 
+def _unavailable_handler(what: str) -> Callable[[Exception], Response]:
+    def handle(exc: Exception) -> Response:
+        log.warning("%s unavailable: %s: %s", what, type(exc).__name__, exc)
+        return problem_response(unavailable(what))
+
+    return handle
+
+
 def problem_response(problem: Problem) -> Response:
     body: dict[str, Any] = {
         "type": problem.type,
@@ -94,26 +102,15 @@ def init_app(app: Flask) -> None:
         log.warning("database refused a value: %s", exc)
         return problem_response(Problem(400, "a value in the request cannot be stored"))
 
-    @app.errorhandler(DBAPIError)
-    def _database(exc: DBAPIError) -> Response:
-        log.warning("database error: %s", exc)
-        return problem_response(unavailable("database"))
-
-    @app.errorhandler(SQLAlchemyTimeout)
-    def _database_busy(exc: SQLAlchemyTimeout) -> Response:
-        # Every pooled connection is taken: the database is the bottleneck, not the request.
-        log.warning("no database connection free: %s", exc)
-        return problem_response(unavailable("database"))
-
-    @app.errorhandler(RedisError)
-    def _redis(exc: RedisError) -> Response:
-        log.warning("redis error: %s", exc)
-        return problem_response(unavailable("broker"))
-
-    @app.errorhandler(BrokerError)
-    def _broker(exc: BrokerError) -> Response:
-        log.warning("broker error: %s", exc)
-        return problem_response(unavailable("broker"))
+    # A database or broker that is away, or a pool with every connection taken, is an outage
+    # of the moment, not the request's fault: 503 with Retry-After.
+    for error, what in [
+        (DBAPIError, "database"),
+        (SQLAlchemyTimeout, "database"),
+        (RedisError, "broker"),
+        (BrokerError, "broker"),
+    ]:
+        app.register_error_handler(error, _unavailable_handler(what))
 
     @app.errorhandler(Exception)
     def _internal(exc: Exception) -> Response:
