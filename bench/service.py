@@ -1,15 +1,5 @@
 """The pieces the service benchmarks share: Ladder (API, worker, rows) and bare Celery, started
-the same way, on the same Redis (bench/serving.py, load.py and capacity.py use them).
-
-Jobs/s and latency of small stairs jobs through the whole service, against bare Celery.
-
-Ladder: jobs POSTed over HTTP by 8 client threads to the API under gunicorn, run by a prefork
-worker with one process per core (as `make run` starts them), rows in SQLite. Bare Celery:
-`.delay()` of a no-op task to a solo worker. Each is measured twice on the same Redis:
-  drain      the queue is filled first, then the worker starts: the worker side alone;
-  end to end producer and worker run at once, sharing the two cores.
-Latency is the row's finished_at − created_at, as a client would see it.
-"""
+the same way, on the same Redis (bench/serving.py, load.py and capacity.py use them)."""
 
 from __future__ import annotations
 
@@ -17,7 +7,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC
 from pathlib import Path
 from subprocess import Popen
 
@@ -29,7 +18,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (
     BIN,
     drive,
-    percentile,
     start,
     stop,
     wait_for_line,
@@ -100,33 +88,6 @@ class Ladder:
         with self.db.session() as s:
             return int(s.scalar(select(func.count()).where(Job.status == JobStatus.SUCCEEDED)) or 0)
 
-    def drain(self) -> dict[str, float]:
-        submit_seconds = submit_all()
-        started = time.perf_counter()
-        worker = self.worker()
-        ready = time.perf_counter()
-        wait_done(self.succeeded)
-        stop(worker)
-        del started
-        return {"jobs_per_s": N / (time.perf_counter() - ready), "submit_per_s": N / submit_seconds}
-
-    def end_to_end(self) -> dict[str, float]:
-        worker = self.worker()
-        submit_seconds = submit_all()
-        wait_done(self.succeeded)
-        stop(worker)
-        with self.db.session() as s:
-            rows = s.execute(select(Job.created_at, Job.finished_at)).all()
-        created = [c.replace(tzinfo=UTC) for c, _ in rows]
-        finished = [f.replace(tzinfo=UTC) for _, f in rows]
-        latencies = [(f - c).total_seconds() for c, f in zip(created, finished, strict=True)]
-        return {
-            "jobs_per_s": N / (max(finished) - min(created)).total_seconds(),
-            "submit_per_s": N / submit_seconds,
-            "p50": percentile(latencies, 0.5),
-            "p95": percentile(latencies, 0.95),
-        }
-
     def clear(self) -> None:
         with self.db.session() as s:
             s.execute(delete(Job))
@@ -176,15 +137,6 @@ class Bare:
         for _ in range(N):
             self.noop.delay()
         return (time.process_time() - cpu) / N
-
-    def drain(self, pool: str = "solo") -> dict[str, float]:
-        self.counter.delete(self.counter_key)
-        send_cpu = self.send_all()
-        worker = self.worker(pool)
-        ready = time.perf_counter()
-        wait_done(self.done)
-        stop(worker)
-        return {"jobs_per_s": N / (time.perf_counter() - ready), "delay_ms": 1000 * send_cpu}
 
     def end_to_end(self) -> dict[str, float]:
         self.counter.delete(self.counter_key)
