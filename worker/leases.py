@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import threading
+import time
 
 from redis.client import Pipeline
 from redis.exceptions import WatchError
@@ -42,15 +43,15 @@ class Lease:
 
     def __init__(self, client: Redis, job_id: str, value: str) -> None:
         self._client, self._key, self._value = client, _key(job_id), value
-        self._done = threading.Event()
-        self._renewer = threading.Thread(target=self._renew, name=f"lease-{job_id}", daemon=True)
+        self._held = False
 
     def __enter__(self) -> Lease:
-        self._renewer.start()
+        _RENEWER.hold(self._client, self._key, self._value)
+        self._held = True
         return self
 
     def __exit__(self, *_: object) -> None:
-        if not self._done.is_set():
+        if self._held:
             try:
                 self.release()
             except Exception:  # it lapses by itself
@@ -59,17 +60,50 @@ class Lease:
     def release(self, pipe: Pipeline | None = None) -> None:
         """Give the lease back if it is still ours; queued on `pipe` when one is given, so that
         it costs no round trip of its own."""
-        self._done.set()
-        self._renewer.join()
+        _RENEWER.drop(self._key)  # first: no renewal may bring it back after the delete
+        self._held = False
         (pipe or self._client).eval(_RELEASE, 1, self._key, self._value)
 
-    def _renew(self) -> None:
-        while not self._done.wait(TTL / 6):
-            try:
-                # A plain SET: after a Redis restart that lost it, the lease comes back.
-                self._client.set(self._key, self._value, ex=TTL)
-            except Exception:  # Redis away for a moment: the next renewal tries again
-                log.warning("could not renew %s", self._key, exc_info=True)
+
+class _Renewer:
+    """One thread a process renews every lease the process holds, every TTL / 6 s. A thread of
+    its own for each job cost a small job about a sixth of its time."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[Redis, str]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, client: Redis, key: str, value: str) -> None:
+        with self._lock:
+            self._held[key] = (client, value)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="leases", daemon=True)
+                self._thread.start()
+
+    def drop(self, key: str) -> None:
+        # The lock waits out a renewal under way, which could otherwise set the key again.
+        with self._lock:
+            self._held.pop(key, None)
+
+    def forget_all(self) -> None:
+        """After a fork: the parent's leases and thread are not this process's."""
+        self._held, self._lock, self._thread = {}, threading.Lock(), None
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(TTL / 6)
+            with self._lock:
+                for key, (client, value) in list(self._held.items()):
+                    try:
+                        # A plain SET: after a Redis restart that lost it, the lease comes back.
+                        client.set(key, value, ex=TTL)
+                    except Exception:  # Redis away for a moment: the next round tries again
+                        log.warning("could not renew %s", key, exc_info=True)
+
+
+_RENEWER = _Renewer()
+os.register_at_fork(after_in_child=_RENEWER.forget_all)
 
 
 _RELEASE = (
