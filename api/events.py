@@ -19,7 +19,7 @@ from redis import RedisError
 
 from api.context import ladder
 from api.representation import job_json
-from api.waiting import ClientGone, Hangup, Slot
+from api.waiting import Slot, watching
 from shared import jobs, streams
 from shared.models import Job, JobStatus
 
@@ -140,17 +140,12 @@ def event_stream(job_id: str, key_id: int) -> Response:
     until = time.monotonic() + ladder().settings.max_stream_seconds
 
     def stream() -> Iterator[str]:
-        hangup = Hangup()
-        try:
+        with watching() as hangup:
             for event in follow(job_id, resume, until):
                 if hangup.gone:
                     return
                 # A comment now and then keeps proxies from closing a quiet stream.
                 yield ": keep-alive\n\n" if event is None else event.sse()
-        except ClientGone:
-            return
-        finally:
-            hangup.stop()
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     # stream_with_context: the generator runs after the view returns and still needs the app.

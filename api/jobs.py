@@ -17,7 +17,7 @@ from api.events import event_stream, wait_for_end
 from api.problems import Problem, invalid
 from api.representation import job_json, job_url
 from api.requests import int_arg, json_body, parse_batch, parse_submit
-from api.waiting import ClientGone, Hangup, slot
+from api.waiting import slot, watching
 from shared import jobs, kinds
 from shared.kinds import FieldError
 from shared.models import Job, JobStatus
@@ -57,14 +57,8 @@ def get(job_id: str) -> dict[str, Any]:
     job = _visible_job(job_id)
     wait = int_arg("wait", 0, 0, MAX_WAIT_SECONDS)
     if wait and not JobStatus(job.status).finished:
-        with slot(g.caller.key_id, wait):
-            hangup = Hangup()
-            try:
-                job = wait_for_end(job.id, wait) or job
-            except ClientGone:
-                pass  # nobody is left to answer
-            finally:
-                hangup.stop()
+        with slot(g.caller.key_id, wait), watching():  # a hang-up: nobody is left to answer
+            job = wait_for_end(job.id, wait) or job
     return job_json(job)
 
 

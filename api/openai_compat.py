@@ -20,7 +20,7 @@ from api.context import ladder
 from api.events import follow, wait_for_end
 from api.problems import Problem, invalid
 from api.requests import SubmitRequest, json_body
-from api.waiting import ClientGone, Hangup, Slot
+from api.waiting import Slot, watching
 from shared import jobs, model_registry, producer
 from shared.kinds import FieldError
 from shared.kinds.generate import describe_entry, is_generative
@@ -100,15 +100,15 @@ def chat_completions() -> Response:
         )
         response.call_on_close(held.release)
         return response
-    hangup = Hangup()
+    done = None
     try:
-        done = wait_for_end(job.id, seconds)
-    except ClientGone:
+        with watching() as hangup:
+            done = wait_for_end(job.id, seconds)
+    finally:
+        held.release()
+    if hangup.gone:
         _abandon(job)
         return Response(status=499)  # nginx's "client closed request": nobody reads it
-    finally:
-        hangup.stop()
-        held.release()
     if done is None or not JobStatus(done.status).finished:
         raise Problem(504, f"job {job.id} did not finish in {seconds} s; it goes on")
     return Response(json.dumps(_completion(done)), mimetype="application/json", headers=headers)
@@ -162,27 +162,28 @@ def _chunks(job: Job, until: float) -> Iterator[str]:
         body = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
         return f"data: {json.dumps(body)}\n\n"
 
-    reason, status, hangup, seen_out = "stop", None, Hangup(), False
+    reason, status, seen_out = "stop", None, False
     try:
-        yield chunk({"role": "assistant", "content": ""})
-        for event in follow(job.id, None, until):
-            if hangup.gone:
-                return
-            if event is None:
-                yield ": keep-alive\n\n"
-            elif event.event == "token":
-                yield chunk({"content": event.data["text"]})
-            elif event.event == "end" and "finish_reason" in event.data:
-                reason = _reason(event.data["finish_reason"])
-            elif event.event == "status":
-                status = event.data["status"]
-        seen_out = True
-    except ClientGone:
-        return
+        with watching() as hangup:
+            yield chunk({"role": "assistant", "content": ""})
+            for event in follow(job.id, None, until):
+                if hangup.gone:
+                    break
+                if event is None:
+                    yield ": keep-alive\n\n"
+                elif event.event == "token":
+                    yield chunk({"content": event.data["text"]})
+                elif event.event == "end" and "finish_reason" in event.data:
+                    reason = _reason(event.data["finish_reason"])
+                elif event.event == "status":
+                    status = event.data["status"]
+            else:
+                seen_out = True
     finally:
-        hangup.stop()  # first: it takes a ClientGone still on its way
         if not seen_out:  # gone (noticed by the watcher, a failed write, or a close)
             _abandon(job)
+    if not seen_out:
+        return
     if status != JobStatus.SUCCEEDED:
         ended = status in (JobStatus.FAILED, JobStatus.CANCELLED)
         message = f"the job ended {status}" if ended else f"job {job.id} did not finish in time"

@@ -129,3 +129,16 @@ class Hangup:
             # now, so that it cannot break the clean-up that follows.
             with suppress(ClientGone):
                 gevent.sleep(0)
+
+
+@contextmanager
+def watching() -> Iterator[Hangup]:
+    """Watch the current request's client for the block; a hang-up ends the block quietly and
+    leaves `gone` set on the Hangup it yields, for the caller to act on."""
+    hangup = Hangup()
+    try:
+        yield hangup
+    except ClientGone:
+        pass
+    finally:
+        hangup.stop()
