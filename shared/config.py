@@ -15,8 +15,8 @@ class Settings:
 
     database_url: str = "sqlite:///var/ladder.db"
     broker_url: str = "redis://127.0.0.1:6379/0"
-    admin_token: str | None = None
-    secret_key: str | None = None
+    admin_token: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
     """Signs the dashboard's session cookie; by default derived from the admin token."""
     max_body_bytes: int = 1_048_576
     max_artifact_bytes: int = 16 * 1_048_576
@@ -35,7 +35,8 @@ class Settings:
     earlier."""
     limits: Mapping[str, Any] = field(default_factory=dict)
     """Limits objects by kind, replacing each kind's defaults (tests set these)."""
-    env: Mapping[str, str] = field(default_factory=dict)
+    # Not in repr, as the secrets above: it holds them too, and reprs end up in logs.
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
     """The LADDER_* variables read, where each kind finds its `LADDER_<KIND>_<NAME>` limits."""
     default_generate_model: str = "smollm2"
     trust_remote_code: frozenset[str] = frozenset()
