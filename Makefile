@@ -54,6 +54,7 @@ worker-gpu: install ## One GPU worker process per GPU (queue gpu, concurrency 1)
 
 bench: install ## Benchmarks; tables go to bench/RESULTS.md
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/worker_path.py
 	$(BIN)/python bench/stairs.py
 	$(BIN)/python bench/attention.py
 	$(BIN)/python bench/load.py
