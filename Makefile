@@ -7,7 +7,7 @@ MODELS := $(or $(LADDER_MODELS_DIR),var/models)
 SMOLLM2 := $(MODELS)/smollm2/config.json
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint unit integration faults migrate worker-cpu worker-gpu bench clean
+.PHONY: help install run test lint unit integration faults migrate worker-cpu worker-generate worker-gpu bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -46,10 +46,13 @@ faults: install ## Only the fault and load tests (private PostgreSQL and Redis, 
 migrate: install ## alembic upgrade head on DATABASE_URL
 	$(BIN)/alembic upgrade head
 
-worker-cpu: install ## A CPU worker on BROKER_URL and DATABASE_URL
+worker-cpu: install ## A CPU worker on BROKER_URL and DATABASE_URL (stairs, attention)
 	$(BIN)/python -m scripts.processes worker cpu
 
-worker-gpu: install ## One GPU worker process per GPU (queue gpu, concurrency 1)
+worker-generate: install ## A CPU worker that decodes up to LADDER_GENERATE_BATCH generate jobs together
+	$(BIN)/python -m scripts.processes worker cpu.generate
+
+worker-gpu: install ## Per GPU: a worker for queue gpu and one for gpu.generate
 	$(BIN)/python scripts/gpu_workers.py
 
 bench: install ## Benchmarks; tables go to bench/RESULTS.md

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from shared.db import Database
 from shared.models import Job, JobStatus, utcnow
-from shared.producer import QUEUES, queue_lists
+from shared.producer import message_queues, queue_lists
 from shared.streams import Redis
 
 WINDOWS = {"5m": timedelta(minutes=5), "1h": timedelta(hours=1)}
@@ -23,9 +23,10 @@ SAMPLE = 10_000
 
 
 def queue_depths(client: Redis) -> dict[str, int]:
-    """Messages waiting per queue: Redis keeps one list per priority (`cpu`, `cpu:1`, …)."""
+    """Messages waiting per queue (`cpu`, `gpu`, `cpu.generate`, …): Redis keeps one list per
+    priority (`cpu`, `cpu:1`, …)."""
     depths = {}
-    for queue in QUEUES:
+    for queue in message_queues():
         pipe = client.pipeline(transaction=False)
         for name in queue_lists(queue):
             pipe.llen(name)

@@ -11,7 +11,7 @@ from api.auth import Caller
 from api.context import ladder
 from api.problems import Problem, invalid
 from api.requests import SubmitRequest
-from shared import jobs, kinds, streams, workers
+from shared import jobs, kinds, producer, streams, workers
 from shared.kinds import FieldError, InvalidParams, Kind
 from shared.models import Job, JobStatus
 from shared.producer import BrokerUnavailable
@@ -86,9 +86,10 @@ def route(kind: Kind, device: str, params: Any) -> str:
         raise invalid([FieldError("device", f"{kind.name} runs on {', '.join(kind.pools)} only")])
     if len(kind.pools) == 1 and device == "auto":
         return kind.pools[0]  # nothing to choose: no need to ask Redis
-    if "live_pools" not in g:  # asked once per request: a batch routes many jobs
-        g.live_pools = workers.live_pools(ladder().redis)
-    live: set[str] = g.live_pools
+    if "live_queues" not in g:  # asked once per request: a batch routes many jobs
+        g.live_queues = workers.live_queues(ladder().redis)
+    # A pool is live for this kind when a worker consumes the kind's queue there.
+    live = {pool for pool in kind.pools if producer.route(kind.name, pool) in g.live_queues}
     if device == "auto":
         able = [pool for pool in kind.pools if not kind.check_device(params, pool)] or [
             kind.pools[0]

@@ -1,8 +1,9 @@
-"""`make worker-gpu`: one Celery worker process per GPU, each seeing only its own device.
+"""`make worker-gpu`: two Celery workers per GPU, each seeing only its own device.
 
-Each serves the `gpu` queue with concurrency 1 and prefetch 1, with CUDA_VISIBLE_DEVICES set
-to its GPU, so a model is loaded once per device and jobs never share a card's memory.
-SIGINT or SIGTERM stops them all.
+With CUDA_VISIBLE_DEVICES set to its GPU, one serves the `gpu` queue (prefork, concurrency 1,
+prefetch 1: its parent never touches CUDA, so a child forked after a time limit starts clean)
+and one the `gpu.generate` queue (a threads pool decoding up to LADDER_GENERATE_BATCH jobs
+together on one loaded model: it never forks). SIGINT or SIGTERM stops them all.
 """
 
 from __future__ import annotations
@@ -21,11 +22,17 @@ from scripts.processes import worker  # noqa: E402
 
 
 def gpu_count() -> int:
-    if "LADDER_GPUS" in os.environ:
-        return len([g for g in os.environ["LADDER_GPUS"].split(",") if g.strip()])
-    import torch
+    """GPUs NVML sees (0 where there is no driver); CUDA stays untouched in this process."""
+    import pynvml
 
-    return torch.cuda.device_count()
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return 0
+    try:
+        return int(pynvml.nvmlDeviceGetCount())
+    finally:
+        pynvml.nvmlShutdown()
 
 
 def main() -> int:
@@ -35,15 +42,17 @@ def main() -> int:
         else [str(i) for i in range(gpu_count())]
     )
     if not ids:
-        print(
-            "no GPU here (torch.cuda.device_count() is 0): run `make worker-cpu`", file=sys.stderr
-        )
+        print("no GPU here (NVML sees none): run `make worker-cpu`", file=sys.stderr)
         return 1
     workers = []
     for gpu in ids:
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}
-        workers.append(subprocess.Popen(worker("gpu", f"gpu{gpu}", concurrency=1), env=env))
-        print(f"gpu worker for GPU {gpu}: pid {workers[-1].pid}", flush=True)
+        for queue, name, concurrency in (
+            ("gpu", f"gpu{gpu}", 1),
+            ("gpu.generate", f"gen{gpu}", None),
+        ):
+            workers.append(subprocess.Popen(worker(queue, name, concurrency), env=env))
+            print(f"{queue} worker for GPU {gpu}: pid {workers[-1].pid}", flush=True)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         for process in workers:

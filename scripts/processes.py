@@ -1,7 +1,7 @@
 """The command lines of Ladder's processes: the API, a Celery worker and a private Redis.
 
-`make run`, `make worker-cpu`, `make worker-gpu`, docker-compose.yml's CPU worker, the tests and
-the benchmarks all take their argv from here; how the API is served lives in gunicorn.conf.py.
+`make run`, the `make worker-*` targets, docker-compose.yml's workers, the tests and the
+benchmarks all take their argv from here; how the API is served lives in gunicorn.conf.py.
 Python tools run as `PYTHON -m TOOL`, this interpreter unless told otherwise, so a venv's Python
 and a test's sys.executable need no bin directory of their own.
 
@@ -51,7 +51,14 @@ def worker(
     """A `celery worker` of Ladder's serving `queue` as NAME@host (NAME is the queue unless
     given), logging at INFO, with `concurrency` pool processes (Celery's default, one a core,
     if None); `extra` options go last. Task events follow LADDER_TASK_EVENTS (see
-    worker/factory.py), and Flower turns them on by itself when it runs."""
+    worker/factory.py), and Flower turns them on by itself when it runs.
+
+    A batching kind's queue (`cpu.generate`) gets a threads pool instead, a thread per job of
+    its batch (LADDER_GENERATE_BATCH), all feeding one loaded model."""
+    pool: tuple[str, ...] = ()
+    if "." in queue:
+        pool = ("-P", "threads")
+        concurrency = concurrency or batch_size(queue)
     return [
         python,
         "-m",
@@ -64,10 +71,23 @@ def worker(
         "-n",
         f"{name or queue}@%h",
         *(["-c", str(concurrency)] if concurrency is not None else []),
+        *pool,
         "--loglevel",
         "INFO",
         *extra,
     ]
+
+
+def batch_size(queue: str) -> int:
+    """How many jobs a batching kind's worker runs together, as its limits say."""
+    from shared import kinds
+    from shared.config import Settings
+
+    kind = kinds.get(queue.split(".", 1)[1])
+    if kind is None or not kind.batches:
+        sys.exit(f"{queue!r} is not a queue of a batching kind (cpu.generate, gpu.generate)")
+    size: int = kind.limits(Settings.from_env()).batch
+    return size
 
 
 def redis(port: int, directory: Path, bind: str = "127.0.0.1") -> list[str]:

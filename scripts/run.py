@@ -135,6 +135,7 @@ def main() -> int:
                 var / "worker.log",
             )
         )
+        processes.append(start("generate", worker("cpu.generate"), env, var / "generate.log"))
         processes.append(
             start(
                 "api",

@@ -34,6 +34,19 @@ class BrokerUnavailable(Exception):
     """The broker did not take the message."""
 
 
+def route(kind: str, pool: str) -> str:
+    """The Celery queue of a job's message: its pool's, or `<pool>.<kind>` for a kind whose
+    workers decode many jobs together (they run a threads pool, not prefork)."""
+    found = kinds.get(kind)
+    return f"{pool}.{kind}" if found is not None and found.batches else pool
+
+
+def message_queues() -> list[str]:
+    """Every queue a message may wait in: the pools', then the batching kinds' own."""
+    batching = [k for k in kinds.enabled().values() if k.batches]
+    return [*QUEUES, *(route(k.name, pool) for k in batching for pool in k.pools)]
+
+
 def queue_lists(queue: str) -> list[str]:
     """The Redis lists that hold a queue's messages, one per priority: `cpu`, `cpu:1`, …"""
     return [queue if p == 0 else f"{queue}:{p}" for p in range(PRIORITIES)]
@@ -93,7 +106,8 @@ class Producer:
         self.celery = celery
 
     def send(self, job_id: str, kind: str, queue: str, priority: int) -> None:
-        """Queue a committed job: its id only, with its kind's time limits."""
+        """Queue a committed job: its id only, with its kind's time limits. `queue` is the
+        job's pool (`cpu`, `gpu`); `route` names the Celery queue."""
         try:
             self.celery.send_task(
                 TASK_NAME,
@@ -134,7 +148,7 @@ class Producer:
         return {
             "args": [job_id],
             "task_id": job_id,
-            "queue": queue,
+            "queue": route(kind, queue),
             "priority": redis_priority(priority),
             "time_limit": limit,
             "soft_time_limit": limit - max(1, limit // 20),

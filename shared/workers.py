@@ -87,5 +87,6 @@ def live(client: Redis) -> list[dict[str, Any]]:
     return [w for w in all_workers(client) if w["state"] == "online"]
 
 
-def live_pools(client: Redis) -> set[str]:
-    return {w.get("pool", "") for w in live(client)}
+def live_queues(client: Redis) -> set[str]:
+    """The queues some online worker consumes from."""
+    return {queue for w in live(client) for queue in w.get("queues", [])}

@@ -21,6 +21,9 @@ class RunContext:
     """The pool (queue) this worker serves: where the job runs."""
     worker: str = ""
     """The worker's name, as the registry knows it."""
+    deadline: float | None = None
+    """`time.monotonic()` past which the job must stop (its soft time limit), if it has one.
+    Runners that stop themselves check it between steps: a threads pool has no time limits."""
 
     def hold_model(self, model: str, info: dict[str, Any]) -> None:
         """Tell the registry this process holds a model (shown on the dashboard)."""

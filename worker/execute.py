@@ -22,9 +22,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def execute(app: LadderCelery, job_id: str, worker: str, time_limit: float | None) -> None:
+def execute(
+    app: LadderCelery,
+    job_id: str,
+    worker: str,
+    time_limit: float | None,
+    soft_time_limit: float | None = None,
+) -> None:
     """Run the job once if it still needs running; a finished or cancelled job is a no-op,
-    and so is a second copy of a job that someone is running now."""
+    and so is a second copy of a job that someone is running now. The soft limit becomes the
+    runner's deadline: a threads pool enforces no limits, so a long runner checks it."""
     lease = leases.take(app.redis, job_id, worker)
     if lease is None:
         return
@@ -39,7 +46,8 @@ def execute(app: LadderCelery, job_id: str, worker: str, time_limit: float | Non
         started = {"attempts": job.attempt, "worker": worker, "progress": 0.0,
                    "started_at": timestamp(job.started_at)}  # fmt: skip
         streams.publish_status(app.redis, job_id, JobStatus.RUNNING, **started)
-        status = _attempt(app, job, job_id, worker, time_limit)
+        deadline = time.monotonic() + soft_time_limit if soft_time_limit else None
+        status = _attempt(app, job, job_id, worker, time_limit, deadline)
         _wrap_up(app, lease, job_id, worker, status)
 
 
@@ -59,12 +67,17 @@ def _wrap_up(app: LadderCelery, lease: leases.Lease, job_id: str, worker: str, s
 
 
 def _attempt(
-    app: LadderCelery, job: jobs.Claim, job_id: str, worker: str, time_limit: float | None
+    app: LadderCelery,
+    job: jobs.Claim,
+    job_id: str,
+    worker: str,
+    time_limit: float | None,
+    deadline: float | None,
 ) -> str:
     settings, db = app.settings, app.db
     outcome: Outcome | None = None
     try:
-        context = RunContext(job_id, settings, app.redis, job.queue, worker)
+        context = RunContext(job_id, settings, app.redis, job.queue, worker, deadline)
         outcome = _run(job.kind, job.params, context)
         error = _too_big(outcome, settings.max_artifact_bytes)
     except InvalidParams as exc:

@@ -31,21 +31,47 @@ def cpu_model() -> str:
 
 
 def describe_device(pool: str) -> dict[str, Any]:
-    """The device a worker computes on: CPU, cores and RAM; GPU name and memory when it has one."""
+    """The device a worker computes on: CPU, cores and RAM; GPU name and memory when it has one.
+
+    GPU figures come from NVML, never torch.cuda: a prefork parent that initialised CUDA would
+    hand a broken CUDA to every child it forks later (after a time limit or a revoke)."""
     info: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count()}
     memory = meminfo()
     if "MemTotal" in memory and "MemAvailable" in memory:
         info["ram_bytes"] = memory["MemTotal"]
         info["ram_used_bytes"] = memory["MemTotal"] - memory["MemAvailable"]
     if pool == "gpu":
-        import torch  # only GPU workers pay for the import here
-
-        if torch.cuda.is_available():
-            free, total = torch.cuda.mem_get_info()
-            info.update(
-                gpu=torch.cuda.get_device_name(), gpu_bytes=total, gpu_used_bytes=total - free
-            )
+        info.update(gpu_info())
     return info
+
+
+def gpu_info() -> dict[str, Any]:
+    """The first visible GPU's name and memory from NVML; nothing where NVML is missing."""
+    import pynvml
+
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return {}
+    try:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip() or "0"
+        handle = (
+            pynvml.nvmlDeviceGetHandleByIndex(int(visible))
+            if visible.isdigit()
+            else pynvml.nvmlDeviceGetHandleByUUID(visible)
+        )
+        used = pynvml.nvmlDeviceGetMemoryInfo(handle)
+        name = pynvml.nvmlDeviceGetName(handle)
+        return {
+            "gpu": name.decode() if isinstance(name, bytes) else name,
+            "gpu_bytes": int(used.total),
+            "gpu_used_bytes": int(used.used),
+        }
+    except pynvml.NVMLError:
+        log.warning("NVML could not describe the GPU", exc_info=True)
+        return {}
+    finally:
+        pynvml.nvmlShutdown()
 
 
 def install(app: LadderCelery) -> None:
@@ -55,7 +81,8 @@ def install(app: LadderCelery) -> None:
 
     def on_ready(sender: Any, **_: Any) -> None:
         queues = sorted(sender.app.amqp.queues.consume_from or ["cpu"])
-        pool = "gpu" if "gpu" in queues else "cpu"
+        # A queue is a pool (`gpu`) or a kind's own queue in it (`gpu.generate`).
+        pool = "gpu" if any(q.split(".")[0] == "gpu" for q in queues) else "cpu"
         name = state["name"] = sender.hostname
         started = time.time()
 
@@ -66,7 +93,7 @@ def install(app: LadderCelery) -> None:
                 )
                 info = {
                     "name": name, "hostname": platform.node(), "pid": os.getpid(), "pool": pool,
-                    "queues": queues, "concurrency": len(children) or 1,
+                    "queues": queues, "concurrency": sender.concurrency or len(children) or 1,
                     "device": describe_device(pool), "started_at": started,
                     # What the worker really holds now (a killed child's job drops out here).
                     "running": sorted(r.id for r in list(worker_state.active_requests)),

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from shared.config import Settings
 from shared.db import Database
 from shared.models import Job, JobStatus, utcnow
-from shared.producer import QUEUES, Producer, queue_lists
+from shared.producer import Producer, message_queues, queue_lists
 from shared.streams import Redis
 from worker import leases
 from worker.app import LadderCelery
@@ -55,7 +55,7 @@ def _job_id(message: Any) -> str | None:
 def waiting_in_redis(client: Redis) -> set[str]:
     """Ids of the jobs whose messages sit in a queue."""
     ids = set()
-    for name in (name for queue in QUEUES for name in queue_lists(queue)):
+    for name in (name for queue in message_queues() for name in queue_lists(queue)):
         for message in client.lrange(name, 0, -1):
             if (job_id := _job_id(message)) is not None:
                 ids.add(job_id)

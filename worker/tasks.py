@@ -32,5 +32,5 @@ class JobTask(Task):  # type: ignore[misc]
 def register(app: LadderCelery) -> None:
     @app.task(name=TASK_NAME, base=JobTask, bind=True)
     def run_job(self: JobTask, job_id: str) -> None:
-        hard_limit = (self.request.timelimit or (None, None))[0]
-        execute(self.app, job_id, self.request.hostname or "unknown", hard_limit)
+        hard, soft = self.request.timelimit or (None, None)
+        execute(self.app, job_id, self.request.hostname or "unknown", hard, soft)

@@ -54,6 +54,9 @@ class Kind:
     """What the chosen pool cannot do with these params (a precision a CPU lacks, say)."""
     stops_itself: bool = False
     """Whether a running job notices a cancel between steps; if not, its process is killed."""
+    batches: bool = False
+    """Whether a worker runs many of its jobs together: its messages then go to a queue of
+    their own per pool (`cpu.generate`), served by a threads pool (see shared.producer)."""
     enabled: Callable[[], bool] = lambda: True
 
     def limits(self, settings: Settings) -> Any:

@@ -28,8 +28,10 @@ from shared.planner import PlanRefused, resolve_precision
 
 @dataclass(frozen=True)
 class GenerateLimits:
-    """How much a `generate` job may ask for."""
+    """How much a `generate` job may ask for, and how many jobs a worker decodes together."""
 
+    batch: int = 8
+    """Jobs one model decodes at once in a worker (its threads pool has as many threads)."""
     max_new_tokens: int = 2_048
     max_prompt_chars: int = 32_000
     max_messages: int = 64
@@ -154,4 +156,5 @@ KIND = Kind(
     pools=("gpu", "cpu"),
     check_device=check_device,
     stops_itself=True,
+    batches=True,
 )

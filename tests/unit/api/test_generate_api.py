@@ -20,8 +20,9 @@ def submit(client: FlaskClient, user: dict[str, str], params: Any, **extra: Any)
     return client.post("/api/v1/jobs", json=body, headers=user)
 
 
-def gpu_online(app: Flask) -> None:
-    workers.beat(app.extensions["ladder"].redis, "gpu0@test", {"name": "gpu0@test", "pool": "gpu"})
+def gpu_online(app: Flask, queue: str = "gpu.generate") -> None:
+    info = {"name": "gpu0@test", "pool": "gpu", "queues": [queue]}
+    workers.beat(app.extensions["ladder"].redis, "gpu0@test", info)
 
 
 def test_a_chat_goes_to_the_cpu_pool_when_no_gpu_worker_is_online(
@@ -32,6 +33,13 @@ def test_a_chat_goes_to_the_cpu_pool_when_no_gpu_worker_is_online(
     job = r.get_json()
     assert job["queue"] == "cpu" and job["params"]["max_new_tokens"] == 128
     assert job["params"]["quantization"] == "auto"
+
+
+def test_a_gpu_worker_that_serves_only_the_gpu_queue_does_not_take_generations(
+    app: Flask, client: FlaskClient, user: dict[str, str]
+) -> None:
+    gpu_online(app, queue="gpu")  # an attention worker: generate jobs wait in gpu.generate
+    assert submit(client, user, {"prompt": "Hi"}).get_json()["queue"] == "cpu"
 
 
 def test_auto_goes_to_the_gpu_pool_when_a_gpu_worker_beats(
@@ -134,8 +142,9 @@ def test_attention_runs_on_the_cpu_unless_the_gpu_is_asked_for(
     assert (
         client.post("/api/v1/jobs", json={**body, "device": "gpu"}, headers=user).status_code == 422
     )
-    gpu_online(app)
-    workers.beat(app.extensions["ladder"].redis, "cpu@test", {"name": "cpu@test", "pool": "cpu"})
+    gpu_online(app, queue="gpu")
+    cpu = {"name": "cpu@test", "pool": "cpu", "queues": ["cpu"]}
+    workers.beat(app.extensions["ladder"].redis, "cpu@test", cpu)
     assert client.post("/api/v1/jobs", json=body, headers=user).get_json()["queue"] == "cpu"
     on_gpu = client.post("/api/v1/jobs", json={**body, "device": "gpu"}, headers=user)
     assert on_gpu.status_code == 202 and on_gpu.get_json()["queue"] == "gpu"

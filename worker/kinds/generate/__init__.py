@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 from shared.kinds import FieldError, InvalidParams, Outcome
-from shared.kinds.generate import GenerateParams, model_name
+from shared.kinds.generate import KIND, GenerateParams, model_name
 from shared.model_registry import UnknownModel, resolve
 from shared.planner import PlanRefused
 from worker.context import RunContext
@@ -22,7 +22,9 @@ def run(params: GenerateParams, context: RunContext) -> Outcome:
     except UnknownModel as exc:
         raise InvalidParams([FieldError("params.model", str(exc))]) from None
     trust = name in settings.trust_remote_code
-    loader = partial(load, pool=context.pool, requested=params.quantization, trust=trust)
+    batch = KIND.limits(settings).batch
+    loader = partial(load, pool=context.pool, requested=params.quantization, trust=trust,
+                     batch=batch)  # fmt: skip
     try:
         generator = cache(settings.model_cache_bytes).get(
             entry, f"generate:{context.pool}:{params.quantization}", loader

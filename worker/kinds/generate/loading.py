@@ -11,6 +11,7 @@ import torch
 from shared.model_registry import ModelEntry
 from shared.planner import ModelShape, Plan, plan
 from worker.device import meminfo, rss_bytes
+from worker.kinds.generate.batch import Engine
 from worker.model_cache import ModelError, model_bytes, weights_sha256
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -28,6 +29,8 @@ class Generator:
     nbytes: int
     rss_before: int
     load_seconds: float
+    engine: Engine
+    """Decodes this model's jobs together (see worker.kinds.generate.batch)."""
 
 
 def device_of(pool: str) -> str:
@@ -66,8 +69,11 @@ def shape_of(entry: ModelEntry, trust: bool) -> ModelShape:
     )
 
 
-def load(entry: ModelEntry, pool: str, requested: str, trust: bool) -> Generator:
-    """Plan for this device's free memory (and a 2,048-token context), then load to the plan."""
+def load(
+    entry: ModelEntry, pool: str, requested: str, trust: bool, batch: int = 1
+) -> Generator:
+    """Plan for this device's free memory (and a 2,048-token context), then load to the plan;
+    up to `batch` jobs decode together on it."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = device_of(pool)
@@ -105,7 +111,7 @@ def load(entry: ModelEntry, pool: str, requested: str, trust: bool) -> Generator
     tokenizer = AutoTokenizer.from_pretrained(str(entry.path), trust_remote_code=trust)
     nbytes = model_bytes(model)
     return Generator(entry, model, tokenizer, chosen, weights_sha256(entry), nbytes, rss_before,
-                     time.perf_counter() - started)  # fmt: skip
+                     time.perf_counter() - started, Engine(model, batch))  # fmt: skip
 
 
 def measured_bytes(generator: Generator) -> int:
