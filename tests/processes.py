@@ -104,9 +104,9 @@ class Worker:
     def paused(self) -> Iterator[None]:
         """Its pool processes stopped for the block (SIGSTOP, then SIGCONT): a job they run
         stays running however fast this machine computes, its lease good for up to
-        worker.leases.TTL seconds, while the main process (heartbeats, reconciler) goes on."""
-        children = self.children()
-        assert children, "no pool process to pause"
+        worker.leases.TTL seconds, while the main process (heartbeats, reconciler) goes on.
+        A threads pool has no pool processes: the whole worker stops then."""
+        children = self.children() or [self.process.pid]
         for pid in children:
             os.kill(pid, signal.SIGSTOP)
         try:
@@ -128,12 +128,15 @@ def start_worker(
     settings: Settings,
     log: Path,
     name: str,
-    concurrency: int = 1,
+    concurrency: int | None = 1,
     host: Host = LOCAL,
+    queue: str = "cpu",
     **env: str,
 ) -> Worker:
+    """A worker of `queue`: `cpu` (prefork), or `cpu.generate` (threads, a batch's worth
+    when `concurrency` is None)."""
     env = {"LADDER_RECONCILE_AFTER": str(RECONCILE_AFTER), **env}
-    argv = commands.worker("cpu", name, concurrency, extra=commands.QUICK_START)
+    argv = commands.worker(queue, name, concurrency, extra=commands.QUICK_START)
     offset = log.stat().st_size if log.exists() else 0  # a restart appends to the same log
     worker = Worker(start(name, host.wrap(argv), ladder_env(settings, **env), log), log, name)
 
@@ -257,13 +260,15 @@ class PostgresServer:
 
 @dataclass
 class Stack:
-    """Ladder running for real: API over HTTP, a worker process, Redis, and one database."""
+    """Ladder running for real: API over HTTP, a worker process, a generate worker, Redis,
+    and one database."""
 
     backend: str
     settings: Settings
     client: Client
     worker: Worker
     base_url: str
+    generator: Worker
 
 
 @dataclass
@@ -280,9 +285,16 @@ class Cluster:
     db: Database
     workers: list[Worker] = field(default_factory=list)
 
-    def worker(self, name: str, concurrency: int = 1, host: Host = LOCAL, **env: str) -> Worker:
+    def worker(
+        self,
+        name: str,
+        concurrency: int | None = 1,
+        host: Host = LOCAL,
+        queue: str = "cpu",
+        **env: str,
+    ) -> Worker:
         log = self.tmp / f"worker-{name}.log"
-        started = start_worker(self.settings, log, name, concurrency, host, **env)
+        started = start_worker(self.settings, log, name, concurrency, host, queue, **env)
         self.workers.append(started)
         return started
 

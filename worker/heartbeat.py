@@ -88,17 +88,18 @@ def install(app: LadderCelery) -> None:
 
         def loop() -> None:
             while not stop.is_set():
-                children = (
-                    set((sender.pool.info or {}).get("processes", [])) if sender.pool else set()
-                )
-                info = {
-                    "name": name, "hostname": platform.node(), "pid": os.getpid(), "pool": pool,
-                    "queues": queues, "concurrency": sender.concurrency or len(children) or 1,
-                    "device": describe_device(pool), "started_at": started,
-                    # What the worker really holds now (a killed child's job drops out here).
-                    "running": sorted(r.id for r in list(worker_state.active_requests)),
-                }  # fmt: skip
                 try:
+                    # prefork names its processes; a threads pool has none, only its size.
+                    pool_info = (sender.pool.info if sender.pool else None) or {}
+                    children = set(pool_info.get("processes", []))
+                    info = {
+                        "name": name, "hostname": platform.node(), "pid": os.getpid(),
+                        "pool": pool, "queues": queues,
+                        "concurrency": len(children) or pool_info.get("max-concurrency") or 1,
+                        "device": describe_device(pool), "started_at": started,
+                        # What the worker really holds now (a killed child's job drops out).
+                        "running": sorted(r.id for r in list(worker_state.active_requests)),
+                    }  # fmt: skip
                     workers.beat(app.redis, name, info)
                     if children:
                         workers.prune_models(app.redis, name, children)

@@ -77,10 +77,14 @@ def stack(
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     worker = start_worker(settings, tmp / "worker.log", f"it-{backend}")
+    generator = start_worker(
+        settings, tmp / "generate.log", f"gen-{backend}", None, queue="cpu.generate"
+    )
     base_url = f"http://127.0.0.1:{server.server_port}"
     try:
-        yield Stack(backend, settings, Client(base_url, ADMIN_TOKEN), worker, base_url)
+        yield Stack(backend, settings, Client(base_url, ADMIN_TOKEN), worker, base_url, generator)
     finally:
+        generator.stop()
         worker.stop()
         server.shutdown()
         app.extensions["ladder"].db.engine.dispose()

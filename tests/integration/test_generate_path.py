@@ -80,6 +80,9 @@ def test_the_worker_beats_into_the_registry(stack: Stack) -> None:
     live = workers.live(streams.connect(stack.settings.broker_url))
     mine = [w for w in live if w["name"].startswith(f"{stack.worker.name}@")]
     assert mine and mine[0]["pool"] == "cpu" and mine[0]["queues"] == ["cpu"]
+    generators = [w for w in live if w["name"].startswith(f"{stack.generator.name}@")]
+    assert generators[0]["pool"] == "cpu" and generators[0]["queues"] == ["cpu.generate"]
+    assert generators[0]["concurrency"] == 8  # LADDER_GENERATE_BATCH's default
     assert mine[0]["device"]["cores"] >= 1
 
 
@@ -124,3 +127,27 @@ def test_openai_errors_reach_the_client(stack: Stack) -> None:
         assert "model" in str(exc)
     else:
         raise AssertionError("a path as a model name was accepted")
+
+
+def test_jobs_submitted_together_decode_together_and_a_cancel_stops_only_its_own(
+    stack: Stack,
+) -> None:
+    submit = stack.client.submit
+    with stack.generator.paused():  # they all wait, then join one batch
+        short = [submit({"prompt": f"Stair {i}", "max_new_tokens": 48}, kind="generate")["id"]
+                 for i in range(7)]  # fmt: skip
+        long = submit({"prompt": "Go on", "max_new_tokens": 2048}, kind="generate")["id"]
+    redis = streams.connect(stack.settings.broker_url)
+    deadline = time.monotonic() + 60
+    while not any(e == "token" for _, e, _ in streams.read(redis, long, "0", None)):
+        assert time.monotonic() < deadline, "no token was generated"
+        time.sleep(0.02)
+    assert stack.client.call("POST", f"/api/v1/jobs/{long}/cancel").status == 200
+    ended = {job_id: stack.client.wait(job_id) for job_id in [*short, long]}
+    assert ended[long]["status"] == "cancelled"
+    assert ended[long]["result"]["finish_reason"] == "cancelled"
+    for job_id in short:
+        assert ended[job_id]["status"] == "succeeded"
+        assert ended[job_id]["result"]["tokens"]["completion"] == 48
+    # Several shared the model's batch (how many at once depends on when each arrived).
+    assert max(ended[j]["result"]["timings"]["batch_size_max"] for j in short) > 1

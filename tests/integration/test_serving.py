@@ -99,7 +99,7 @@ def test_a_client_that_hangs_up_on_a_streamed_chat_cancels_its_job(
     client = Client(served.url, ADMIN_TOKEN)
     body = {"messages": [{"role": "user", "content": "hello"}], "stream": True,
             "max_tokens": 64}  # fmt: skip
-    with stack.worker.paused():  # queued, so the job cannot end before the client leaves
+    with stack.generator.paused():  # queued, so the job cannot end before the client leaves
         conn = http.client.HTTPConnection(*address(served), timeout=30)
         conn.request("POST", "/v1/chat/completions", json.dumps(body),
                      {"Authorization": f"Bearer {ADMIN_TOKEN}",

@@ -49,15 +49,14 @@ class TextStream:
     def update(self, ids: list[int]) -> None:
         self.count = len(ids)
         text = self.decode(ids)
-        if text.endswith("\ufffd"):  # half a character: wait for the rest
-            return
         found = [text.index(s) for s in self.stops if s in text]
         if found:  # the text ends before a stop string, as OpenAI's does
             self.text, self.stopped = text[: min(found)], True
             self._send(self.text)
             return
         self.text = text
-        self._send(text[: len(text) - self._held(text)])
+        if not text.endswith("\ufffd"):  # else half a character: wait for the rest
+            self._send(text[: len(text) - self._held(text)])
 
     def close(self) -> None:
         self._send(self.text)
