@@ -30,7 +30,7 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
-def cluster(postgres: PostgresServer, tmp_path: Path) -> Iterator[Cluster]:
+def cluster(postgres: PostgresServer, tmp_path: Path, tiny_models: Path) -> Iterator[Cluster]:
     redis = RedisServer(tmp_path / "redis.log")
     redis.start()
     database_url = postgres.create_database(f"faults_{uuid.uuid4().hex[:8]}")
@@ -39,7 +39,8 @@ def cluster(postgres: PostgresServer, tmp_path: Path) -> Iterator[Cluster]:
         database_url=database_url,
         broker_url=redis.url,
         admin_token=ADMIN_TOKEN,
-        models_dir=tmp_path / "models",
+        models_dir=tiny_models,
+        default_generate_model="tiny-glm4",
     )
     api = ApiServer(settings, tmp_path / "api.log")
     db = Database(database_url)
