@@ -3,8 +3,9 @@ fp32 / bf16 / int8 / int4 on the CPU, on SmolLM2-135M-Instruct (real weights).
 
 1. In one process, greedy, 128 new tokens: Ladder's `generate` (tokens streamed into Redis,
    a cancel check each token) against `model.generate` alone, same model and precision.
-2. Through the whole service (gunicorn API, one prefork worker, Redis, SQLite): from the POST
-   to the first `token` server-sent event, model already loaded.
+2. Batching: bare `model.generate` one by one and as one static batch, against the whole
+   service (gunicorn API, a `cpu.generate` worker, Redis, SQLite) running 8 chats one after
+   another and 8 at once; the first token on an idle worker and inside a running batch.
 3. Each CPU precision against fp32: tokens/s, weight bytes, RSS growth, and teacher-forced
    top-1 agreement and logit cosine over 4 prompts × 48 tokens.
 """
@@ -79,47 +80,144 @@ def ladder_vs_bare() -> tuple[float, float]:
     return statistics.median(a), statistics.median(b)
 
 
-def first_token_through_sse(tmp: Path) -> tuple[float, float]:
-    """Median seconds from POST to the first token event, and the worker's own first_token_s."""
-    database_url = f"sqlite:///{tmp}/bench.db"
-    upgrade(database_url)
-    env = {**os.environ, "DATABASE_URL": database_url, "BROKER_URL": BROKER_URL,
-           "LADDER_ADMIN_TOKEN": "bench", "LADDER_MODELS_DIR": str(MODELS.resolve())}  # fmt: skip
+CHATS = [
+    "Write a short story about a robot who learns to climb stairs.",
+    "Explain how a transformer decides what to attend to.",
+    "Describe the city of Paris to someone who has never been there.",
+    "Give me ten tips for learning a new language.",
+    "Write a poem about the sea at night.",
+    "Explain quantization of neural networks to a beginner.",
+    "Tell me about the history of the bicycle.",
+    "Describe how a compiler turns code into a program.",
+]
+BATCH_TOKENS = 64
+
+
+class Service:
+    """The API under gunicorn and one generate worker (threads, a batch of 8), on SQLite."""
+
     port = 8767
-    celery = processes.worker("cpu", concurrency=1, extra=processes.QUICK_START)
-    api = start(processes.api(bind=f"127.0.0.1:{port}"), env, tmp / "api.log")
-    worker = start(celery, env, tmp / "worker.log")
-    try:
+
+    def __init__(self, tmp: Path) -> None:
+        self.headers = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
+        database_url = f"sqlite:///{tmp}/bench.db"
+        upgrade(database_url)
+        models = str(MODELS.resolve())
+        env = {**os.environ, "DATABASE_URL": database_url, "BROKER_URL": BROKER_URL,
+               "LADDER_ADMIN_TOKEN": "bench", "LADDER_MODELS_DIR": models}  # fmt: skip
+        celery = processes.worker("cpu.generate", extra=processes.QUICK_START)
+        self.api = start(processes.api(bind=f"127.0.0.1:{self.port}"), env, tmp / "api.log")
+        self.worker = start(celery, env, tmp / "worker.log")
         wait_for_line(tmp / "api.log", "Booting worker")
         wait_for_line(tmp / "worker.log", " ready.")
-        latencies, inside = [], []
-        for i in range(6):
-            chat = [{"role": "user", "content": PROMPT}]
-            body = {"kind": "generate", "params": {"messages": chat, "max_new_tokens": 8}}
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
+        conn.request(method, path, json.dumps(body) if body else None, self.headers)
+        answer = json.loads(conn.getresponse().read())
+        conn.close()
+        return answer
+
+    def submit(self, chat: str, tokens: int) -> str:
+        params = {"messages": [{"role": "user", "content": chat}], "max_new_tokens": tokens}
+        job_id: str = self.call("POST", "/api/v1/jobs", {"kind": "generate", "params": params})[
+            "id"
+        ]
+        return job_id
+
+    def first_token(self, job_id: str, since: float) -> float:
+        """Seconds from `since` to the job's first `token` event; follows it to its end."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
+        conn.request("GET", f"/api/v1/jobs/{job_id}/events", headers=self.headers)
+        first = None
+        for line in conn.getresponse():
+            if first is None and line.startswith(b"event: token"):
+                first = time.perf_counter() - since
+            if line.startswith(b"event: end"):
+                break
+        conn.close()
+        assert first is not None, f"job {job_id} sent no token"
+        return first
+
+    def wait(self, job_id: str) -> dict[str, Any]:
+        job: dict[str, Any] = self.call("GET", f"/api/v1/jobs/{job_id}?wait=60")
+        while job["status"] in ("queued", "running"):
+            job = self.call("GET", f"/api/v1/jobs/{job_id}?wait=60")
+        return job
+
+    def close(self) -> None:
+        stop(self.api)
+        stop(self.worker)
+
+
+def through_the_service(tmp: Path) -> dict[str, float]:
+    """8 chats one after another, then all 8 at once; first token idle and inside a batch."""
+    service = Service(tmp)
+    try:
+        service.wait(service.submit(CHATS[0], 4))  # loads the model
+        started = time.perf_counter()
+        alone = [service.wait(service.submit(chat, BATCH_TOKENS)) for chat in CHATS]
+        alone_s = time.perf_counter() - started
+        started = time.perf_counter()
+        ids = [service.submit(chat, BATCH_TOKENS) for chat in CHATS]
+        together = [service.wait(job_id) for job_id in ids]
+        together_s = time.perf_counter() - started
+        idle = []
+        for chat in CHATS[:5]:
             started = time.perf_counter()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-            headers = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
-            conn.request("POST", "/api/v1/jobs", json.dumps(body), headers)
-            job = json.loads(conn.getresponse().read())
-            conn.request("GET", f"/api/v1/jobs/{job['id']}/events", headers=headers)
-            response = conn.getresponse()
-            first = None
-            for line in response:
-                if first is None and line.startswith(b"event: token"):
-                    first = time.perf_counter() - started
-                if line.startswith(b"event: end"):
-                    break
-            conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            conn.request("GET", f"/api/v1/jobs/{job['id']}", headers=headers)
-            result = json.loads(conn.getresponse().read())["result"]
-            if i and first is not None:  # the first job loads the model
-                latencies.append(first)
-                inside.append(result["timings"]["first_token_s"])
-        return statistics.median(latencies), statistics.median(inside)
+            idle.append(service.first_token(service.submit(chat, 8), started))
+        busy = []
+        for chat in CHATS[:5]:
+            running = [service.submit(c, 4 * BATCH_TOKENS) for c in CHATS[1:]]
+            time.sleep(2)  # the scenario itself: the batch of 7 is decoding when this one comes
+            started = time.perf_counter()
+            busy.append(service.first_token(service.submit(chat, 8), started))
+            for job_id in running:
+                service.wait(job_id)
+        tokens = [sum(j["result"]["tokens"]["completion"] for j in js) for js in (alone, together)]
+        return {
+            "alone_tokens_s": tokens[0] / alone_s,
+            "together_tokens_s": tokens[1] / together_s,
+            "tokens_alone": tokens[0],
+            "tokens_together": tokens[1],
+            "batch_max": max(j["result"]["timings"]["batch_size_max"] for j in together),
+            "first_idle_s": statistics.median(idle),
+            "first_busy_s": statistics.median(busy),
+        }
     finally:
-        stop(api)
-        stop(worker)
+        service.close()
+
+
+def bare_batching() -> tuple[float, float]:
+    """Bare transformers on the same 8 chats: model.generate one by one, then one left-padded
+    static batch of 8 (tokens/s each, counting tokens up to each text's end)."""
+    generator = loading.load(resolve("smollm2", MODELS), "cpu", "fp32", trust=False)
+    tokenizer, model = generator.tokenizer, generator.model
+    texts = [
+        tokenizer.apply_chat_template([{"role": "user", "content": c}], add_generation_prompt=True,
+                                      tokenize=False)
+        for c in CHATS
+    ]  # fmt: skip
+    options = {"max_new_tokens": BATCH_TOKENS, "do_sample": False}
+    eos = model.generation_config.eos_token_id
+
+    def count(rows: torch.Tensor) -> int:
+        return sum(int((row != eos).cumprod(0).sum()) + int((row == eos).any()) for row in rows)
+
+    started, tokens = time.perf_counter(), 0
+    for text in texts:
+        encoded = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode():
+            out = model.generate(**encoded, **options)
+        tokens += count(out[:, encoded["input_ids"].shape[1] :])
+    one_by_one = tokens / (time.perf_counter() - started)
+    tokenizer.padding_side = "left"
+    encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(**encoded, **options, pad_token_id=tokenizer.pad_token_id or eos)
+    batched = count(out[:, encoded["input_ids"].shape[1] :]) / (time.perf_counter() - started)
+    return one_by_one, batched
 
 
 def precisions() -> list[dict[str, Any]]:
@@ -164,14 +262,16 @@ def precisions() -> list[dict[str, Any]]:
 
 def main() -> None:
     ours, bare = ladder_vs_bare()
+    bare_one, bare_batch = bare_batching()
     with tempfile.TemporaryDirectory() as tmp:
-        sse_first, worker_first = first_token_through_sse(Path(tmp))
+        service = through_the_service(Path(tmp))
     table = "\n".join(
         f"| {r['precision']} | {r['method']} | {r['tokens_per_s']:.1f} "
         f"| {r['weights'] / 1e6:.0f} MB | {r['rss'] / 1e6:.0f} MB "
         f"| {r['agreement']:.3f} | {r['cosine']:.4f} |"
         for r in precisions()
     )
+    alone = service["alone_tokens_s"]
     write_section(
         "Generation on CPU (SmolLM2-135M-Instruct)",
         f"""
@@ -185,9 +285,26 @@ Greedy, {NEW_TOKENS} new tokens, fp32, medians of 5 interleaved runs in one proc
 | bare `model.generate` | {bare:.1f} |
 | Ladder / bare | {ours / bare:.2f}× |
 
+Batching: the same {len(CHATS)} chats, up to {BATCH_TOKENS} new tokens each (a text may end
+sooner), greedy, fp32. Bare transformers in this process; Ladder through the whole service
+(gunicorn API, a `cpu.generate` worker with a batch of 8, Redis, SQLite), tokens/s counted
+from the first POST to the last job's end:
+
+| | tokens/s | against one at a time |
+| --- | ---: | ---: |
+| bare `model.generate`, one chat at a time | {bare_one:.1f} | 1.00× |
+| bare `model.generate`, one left-padded batch of 8 | {bare_batch:.1f} | {
+            bare_batch / bare_one:.2f}× |
+| Ladder, one job at a time ({service["tokens_alone"]:.0f} tokens) | {alone:.1f} | 1.00× |
+| Ladder, 8 jobs submitted at once ({service["tokens_together"]:.0f} tokens, batch of up to {
+            service["batch_max"]:.0f}) | {service["together_tokens_s"]:.1f} | {
+            service["together_tokens_s"] / alone:.2f}× |
+
 First token through the whole service (POST → first `token` server-sent event, model loaded,
-median of 5): {sse_first * 1000:.0f} ms, of which the worker's own prompt-to-first-token was
-{worker_first * 1000:.0f} ms; the rest is the queue, the claim and the event stream's poll.
+median of 5): {service["first_idle_s"] * 1000:.0f} ms on an idle worker; {
+            service["first_busy_s"] * 1000:.0f} ms for a job that arrives while 7 others decode ({
+            service["first_busy_s"]
+            / service["first_idle_s"]:.2f}×): it joins their batch at the next step.
 
 Each CPU precision against fp32 (teacher-forced top-1 agreement and logit cosine over 4 prompts
 × 48 tokens; 64 greedy tokens for speed; RSS growth includes what loading left behind):

@@ -10,7 +10,7 @@ import torch
 
 from shared.model_registry import ModelEntry
 from shared.planner import ModelShape, Plan, plan
-from worker.device import meminfo, rss_bytes
+from worker.device import available_bytes, rss_bytes
 from worker.kinds.generate.batch import Engine
 from worker.model_cache import ModelError, model_bytes, weights_sha256
 
@@ -38,10 +38,11 @@ def device_of(pool: str) -> str:
 
 
 def free_bytes(device: str) -> int:
-    """CUDA's free memory on a GPU; the kernel's MemAvailable on a CPU."""
+    """CUDA's free memory on a GPU; on a CPU, the kernel's MemAvailable or what the process's
+    cgroup (a container's limit) leaves, whichever is smaller."""
     if device == "gpu":
         return int(torch.cuda.mem_get_info()[0])
-    available = meminfo().get("MemAvailable")
+    available = available_bytes()
     if available is None:
         raise ModelError("cannot read the available memory")
     return available
