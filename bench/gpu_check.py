@@ -3,7 +3,8 @@
 Builds a Glm4ForCausalLM of about 1 B parameters with random weights (hidden 2048, 8 layers,
 GLM-4's 151,552-token vocabulary) from a config, saves it as a registry folder, then loads it
 through Ladder's own planner and loader at each GPU precision and generates 64 tokens:
-planned and peak CUDA memory, load time, tokens/s. Prints a Markdown table for
+planned and peak CUDA memory, load time, tokens/s; then 8 jobs one after another against the
+same 8 decoded together by the batching engine. Prints a Markdown table for
 bench/RESULTS.md and writes it to $OUT/gpu_check.md when OUT is set.
 
     .venv/bin/python bench/gpu_check.py            # on a machine with a GPU
@@ -18,15 +19,21 @@ import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from shared.config import Settings
+from shared.kinds import get
 from shared.model_registry import resolve
 from tests.tiny_models import build_tiny_glm4
+from worker.context import RunContext
 from worker.kinds.generate import loading
+from worker.kinds.generate.decode import generate
 
 FULL = dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=8, num_attention_heads=16,
             num_key_value_heads=4, head_dim=128, vocab_size=151_552)  # fmt: skip
@@ -51,6 +58,40 @@ def build(folder: Path, shape: dict[str, int]) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+class Quiet(RunContext):
+    """A job's context with nobody following: tokens go nowhere, nobody cancels."""
+
+    def publish(self, event: str, data: dict[str, Any]) -> str:
+        return "0-0"
+
+    def cancelled(self) -> bool:
+        return False
+
+
+def batching(generator: loading.Generator, folder: Path, jobs: int = 8) -> tuple[float, float]:
+    """Tokens/s of `jobs` generations of 64 tokens one after another, then all together on the
+    model's batching engine (as a generate worker's threads hand them over)."""
+    settings = Settings(models_dir=folder.parent)
+    kind = get("generate")
+    assert kind is not None
+    params: list[Any] = [
+        kind.parse({"prompt": f"Stair {i}:", "model": folder.name, "max_new_tokens": 64}, settings)
+        for i in range(jobs)
+    ]
+
+    def one(i: int) -> int:
+        context = Quiet(f"b{i}", settings, None)  # type: ignore[arg-type]
+        return int(generate(params[i], generator, context)["tokens"]["completion"])
+
+    one(0)  # warm up
+    started = time.perf_counter()
+    alone = sum(one(i) for i in range(jobs)) / (time.perf_counter() - started)
+    with ThreadPoolExecutor(jobs) as pool:
+        started = time.perf_counter()
+        together = sum(pool.map(one, range(jobs))) / (time.perf_counter() - started)
+    return alone, together
+
+
 def main() -> None:
     check = "--check" in sys.argv
     pool = "cpu" if check else "gpu"
@@ -63,8 +104,11 @@ def main() -> None:
         folder.mkdir()
         parameters = build(folder, SMALL if check else FULL)
         entry = resolve("glm4-1b", Path(tmp))
+        speeds = (0.0, 1.0)
         for precision in precisions:
-            generator = loading.load(entry, pool, precision, trust=False)
+            generator = loading.load(entry, pool, precision, trust=False, batch=8)
+            if precision == precisions[0]:
+                speeds = batching(generator, folder)
             ids = torch.randint(0, 300, (1, 32), device=generator.model.device)
             with torch.inference_mode():
                 generator.model.generate(ids, max_new_tokens=4, min_new_tokens=4, do_sample=False)
@@ -95,6 +139,9 @@ def main() -> None:
         "| plan | method | planned | peak measured | weights | load | tokens/s |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
         *rows,
+        "",
+        f"Batching ({precisions[0]}, 8 jobs × 64 tokens): one after another "
+        f"{speeds[0]:.1f} tokens/s, together {speeds[1]:.1f} ({speeds[1] / speeds[0]:.1f}×).",
     ])  # fmt: skip
     print(table)
     if os.environ.get("OUT"):

@@ -223,7 +223,7 @@ class Engine:
         with torch.inference_mode():
             ids = torch.zeros(1, 1, dtype=torch.long, device=self.model.device)
             cache = self.model(input_ids=ids, use_cache=True).cache
-        layers = getattr(cache, "layers", None)
+        layers: list[Any] = getattr(cache, "layers", None) or []
         return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
 
     def _step_safely(self) -> None:
