@@ -6,10 +6,14 @@ at INT4 on a GPU, and 32 GB in fp32 on a CPU. Quantizing keeps the embeddings an
 head in 16 bits (as bitsandbytes and torchao do); the KV cache for the context and about 5%
 for activations and the allocator come on top.
 
-`auto` picks the most faithful precision that fits with headroom. The order is by fidelity
-measured on SmolLM2-135M against fp32 (teacher-forced top-1 agreement): bf16 0.987, torchao
-int8 weight-only 0.967, bitsandbytes 8-bit 0.941, bitsandbytes NF4 0.822; torch's dynamic int8
-(0.48) wrecks the model and is never used.
+`auto` picks the most faithful precision that fits with headroom, among the methods that keep
+at least MIN_AGREEMENT of full precision's next-token choices; one below that only when nothing
+else fits, and the plan says so. Agreement is teacher-forced top-1 agreement with fp32 on
+SmolLM2-135M (bench/generate.py, bench/quantization_probe.py): bf16 0.974, torchao int8
+weight-only 0.974, torchao int4 weight-only (groups of 32, float zero points, bf16 activations)
+0.990, bitsandbytes 8-bit 0.941, bitsandbytes NF4 0.822 (0.755 on chat prompts); torch's
+dynamic int8 (0.48) wrecks the model and is never used. On a CPU both quantized methods
+quantize each weight as it is read, so the fp32 weights are never all in memory at once.
 """
 
 from __future__ import annotations
@@ -18,23 +22,35 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 PRECISIONS = ("auto", "none", "fp32", "bf16", "fp16", "int8", "int4")
+MIN_AGREEMENT = 0.90
 
-# What each device can run, most faithful first, with the method that does it.
-METHODS: dict[str, dict[str, str]] = {
+
+@dataclass(frozen=True)
+class Method:
+    """How a device runs a precision."""
+
+    name: str
+    bits: float
+    """Bits stored per weight of the layers' linear maps, scales and zero points included."""
+    agreement: float | None
+    """Teacher-forced top-1 agreement with fp32 on SmolLM2-135M; None where unmeasured."""
+
+
+# What each device can run, most faithful first.
+METHODS: dict[str, dict[str, Method]] = {
     "gpu": {
-        "bf16": "native",
-        "fp16": "native",
-        "int8": "bitsandbytes-int8",
-        "int4": "bitsandbytes-nf4",
+        "bf16": Method("native", 16, 0.974),
+        "fp16": Method("native", 16, None),
+        "int8": Method("bitsandbytes-int8", 8, 0.941),
+        "int4": Method("bitsandbytes-nf4", 4.13, 0.822),  # blocks of 64, double quantization
     },
     "cpu": {
-        "fp32": "native",
-        "bf16": "native",
-        "int8": "torchao-int8-weight-only",
-        "int4": "bitsandbytes-nf4",
+        "fp32": Method("native", 32, 1.0),
+        "bf16": Method("native", 16, 0.974),
+        "int8": Method("torchao-int8-weight-only", 8, 0.974),
+        "int4": Method("torchao-int4-weight-only", 5, 0.990),  # a bf16 scale and zero per 32
     },
 }
-BITS = {"fp32": 32, "bf16": 16, "fp16": 16, "int8": 8, "int4": 4}
 HEADROOM = 0.9
 """A plan must fit in this share of the free memory."""
 ACTIVATION_OVERHEAD = 1.05
@@ -62,6 +78,10 @@ class Plan:
     quantization: str
     method: str
     estimated_bytes: int
+    agreement: float | None = None
+    """The method's measured agreement with full precision (see the module's docstring)."""
+    note: str = ""
+    """Why a method below MIN_AGREEMENT was chosen, when it was."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,7 +93,7 @@ class PlanRefused(ValueError):
 
 def estimate(shape: ModelShape, precision: str, device: str) -> int:
     """Bytes of memory a model needs on a device at a precision, loaded and generating."""
-    bits = BITS[precision]
+    bits = METHODS[device][precision].bits
     if bits < 16:
         body = shape.parameters - shape.embedding_parameters
         weights = body * bits / 8 + shape.embedding_parameters * 2
@@ -118,11 +138,20 @@ def plan(
         if not candidates:
             raise PlanRefused(f"the model allows only {', '.join(allowed)}")
     budget = free_bytes * HEADROOM
-    for precision in candidates:
-        need = estimate(shape, precision, device)
-        if need <= budget:
-            return Plan(device, compute_dtype(precision, device, bf16), precision,
-                        METHODS[device][precision], need)  # fmt: skip
+    fitting = [p for p in candidates if estimate(shape, p, device) <= budget]
+    faithful = [p for p in fitting if _faithful(METHODS[device][p])]
+    if faithful or fitting:
+        precision = (faithful or fitting)[0]
+        method = METHODS[device][precision]
+        note = ""
+        if not _faithful(method):
+            note = (
+                f"{method.name} keeps {method.agreement:.0%} of full precision's next-token "
+                f"choices, below {MIN_AGREEMENT:.0%}: "
+                + ("it was asked for" if requested == precision else "nothing better fits")
+            )
+        return Plan(device, compute_dtype(precision, device, bf16), precision, method.name,
+                    estimate(shape, precision, device), method.agreement, note)  # fmt: skip
     smallest = candidates[-1]
     raise PlanRefused(
         f"the model needs about {_gb(estimate(shape, smallest, device))} at {smallest} on the "
@@ -131,12 +160,15 @@ def plan(
     )
 
 
+def _faithful(method: Method) -> bool:
+    return method.agreement is None or method.agreement >= MIN_AGREEMENT
+
+
 def compute_dtype(precision: str, device: str, bf16: bool) -> str:
-    """The dtype activations run in: quantized weights are dequantized to it on the fly."""
-    if BITS[precision] >= 16:
+    """The dtype activations run in: quantized weights are dequantized to it on the fly (bf16
+    on a CPU too, where torchao's int4 kernel is fastest with bf16 activations)."""
+    if METHODS[device][precision].bits >= 16:
         return precision
-    if device == "cpu":
-        return "fp32"
     return "bf16" if bf16 else "fp16"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.planner import ModelShape, PlanRefused, capabilities, estimate, plan
+from shared.planner import MIN_AGREEMENT, ModelShape, PlanRefused, capabilities, estimate, plan
 
 GB = 1e9
 # ChatGLM-6B: 6.2 B parameters, 28 layers, hidden 4096, a 130,528-token vocabulary.
@@ -33,7 +33,7 @@ def test_estimates_match_chatglm_6b_published_figures(
         ("cpu", 64, "fp32", "native"),
         ("cpu", 20, "bf16", "native"),
         ("cpu", 10, "int8", "torchao-int8-weight-only"),
-        ("cpu", 6, "int4", "bitsandbytes-nf4"),
+        ("cpu", 7, "int4", "torchao-int4-weight-only"),
     ],
 )
 def test_auto_picks_the_most_faithful_precision_that_fits(
@@ -50,7 +50,7 @@ def test_a_gpu_without_bf16_gets_fp16() -> None:
 
 
 def test_too_little_memory_is_refused_with_the_numbers() -> None:
-    with pytest.raises(PlanRefused, match=r"needs about 5\.1 GB at int4 .* 4\.0 GB is free"):
+    with pytest.raises(PlanRefused, match=r"needs about 5\.2 GB at int4 .* 4\.0 GB is free"):
         plan(CHATGLM_6B, "gpu", int(4 * GB))
 
 
@@ -71,5 +71,19 @@ def test_none_means_full_precision_and_models_may_restrict() -> None:
 
 
 def test_quantized_plans_compute_in_a_wider_dtype() -> None:
-    assert plan(CHATGLM_6B, "cpu", int(10 * GB)).dtype == "fp32"
+    assert plan(CHATGLM_6B, "cpu", int(10 * GB)).dtype == "bf16"
     assert plan(CHATGLM_6B, "gpu", int(12 * GB)).dtype == "bf16"
+    assert plan(CHATGLM_6B, "gpu", int(12 * GB), bf16=False).dtype == "fp16"
+
+
+def test_auto_takes_a_method_below_the_agreement_bar_only_when_nothing_else_fits() -> None:
+    faithful = plan(CHATGLM_6B, "gpu", int(12 * GB))
+    assert faithful.quantization == "int8" and faithful.note == ""
+    assert faithful.agreement is not None and faithful.agreement >= MIN_AGREEMENT
+    last_resort = plan(CHATGLM_6B, "gpu", int(5.8 * GB))
+    assert last_resort.method == "bitsandbytes-nf4" and last_resort.agreement < MIN_AGREEMENT
+    assert "below 90%: nothing better fits" in last_resort.note
+    asked = plan(CHATGLM_6B, "gpu", int(24 * GB), "int4")
+    assert "it was asked for" in asked.note
+    # On a CPU, int4 (torchao, float zero points) clears the bar: no note.
+    assert plan(CHATGLM_6B, "cpu", int(7 * GB)).note == ""

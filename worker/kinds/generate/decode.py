@@ -46,6 +46,7 @@ def generate(params: GenerateParams, generator: Generator, context: RunContext) 
     completion = len(sequence.completion)
     plan = generator.plan.as_dict()
     plan["measured_bytes"] = measured_bytes(generator)
+    plan["load_peak_bytes"] = generator.load_peak_bytes
     context.publish("end", {"finish_reason": sequence.finish_reason})
     return {
         "text": stream.text,

@@ -1,16 +1,20 @@
-"""Load a causal LM the way its plan says: native dtype, torchao int8, or bitsandbytes."""
+"""Load a causal LM the way its plan says: a native dtype, torchao int8 or int4 (CPU), or
+bitsandbytes (GPU), quantizing each weight as it is read."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from shared.model_registry import ModelEntry
+from shared.model_registry import ModelEntry, model_config
 from shared.planner import ModelShape, Plan, plan
-from worker.device import available_bytes, rss_bytes
+from worker.device import available_bytes, peak_rss_bytes, reset_peak_rss, rss_bytes
 from worker.kinds.generate.batch import Engine
 from worker.model_cache import ModelError, model_bytes, weights_sha256
 
@@ -31,6 +35,9 @@ class Generator:
     load_seconds: float
     engine: Engine
     """Decodes this model's jobs together (see worker.kinds.generate.batch)."""
+    load_peak_bytes: int = 0
+    """The most memory the load held at once, measured: peak CUDA memory, or the process's
+    peak RSS above what it had before the load."""
 
 
 def device_of(pool: str) -> str:
@@ -70,11 +77,10 @@ def shape_of(entry: ModelEntry, trust: bool) -> ModelShape:
     )
 
 
-def load(
-    entry: ModelEntry, pool: str, requested: str, trust: bool, batch: int = 1
-) -> Generator:
+def load(entry: ModelEntry, pool: str, requested: str, trust: bool, batch: int = 1) -> Generator:
     """Plan for this device's free memory (and a 2,048-token context), then load to the plan;
-    up to `batch` jobs decode together on it."""
+    up to `batch` jobs decode together on it. Quantized plans quantize each weight as it is
+    read, so the full-precision weights are never all in memory."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = device_of(pool)
@@ -85,34 +91,127 @@ def load(
     started, rss_before = time.perf_counter(), rss_bytes()
     if device == "gpu":
         torch.cuda.reset_peak_memory_stats()
-    kwargs: dict[str, Any] = {"trust_remote_code": trust, "local_files_only": True}
-    if chosen.method.startswith("bitsandbytes"):
-        from transformers import BitsAndBytesConfig
-
-        compute = DTYPES[chosen.dtype]
-        kwargs["quantization_config"] = (
-            BitsAndBytesConfig(load_in_8bit=True)
-            if chosen.quantization == "int8"
-            else BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute
-            )
-        )
-        kwargs["dtype"] = compute
-        kwargs["device_map"] = {"": "cuda:0" if device == "gpu" else "cpu"}
     else:
-        kwargs["dtype"] = DTYPES[chosen.dtype]
-        if device == "gpu":
-            kwargs["device_map"] = {"": "cuda:0"}
-    model = AutoModelForCausalLM.from_pretrained(str(entry.path), **kwargs)
-    if chosen.method == "torchao-int8-weight-only":
-        from torchao.quantization import Int8WeightOnlyConfig, quantize_
-
-        quantize_(model, Int8WeightOnlyConfig())
+        keep_heap_small()
+        reset_peak_rss()
+    kwargs: dict[str, Any] = {
+        "trust_remote_code": trust,
+        "local_files_only": True,
+        "dtype": DTYPES[chosen.dtype],
+        "device_map": {"": "cuda:0" if device == "gpu" else "cpu"},
+    }
+    quantization = quantization_config(chosen)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+    converts = quantization is not None or chosen.dtype != checkpoint_dtype(entry)
+    with read_without_mmap(converts and device == "cpu"):
+        model = AutoModelForCausalLM.from_pretrained(str(entry.path), **kwargs)
     model.eval()
+    if device == "cpu":
+        release_freed_memory()
+    load_peak = (
+        int(torch.cuda.max_memory_allocated())
+        if device == "gpu"
+        else max(0, peak_rss_bytes() - rss_before)
+    )
     tokenizer = AutoTokenizer.from_pretrained(str(entry.path), trust_remote_code=trust)
     nbytes = model_bytes(model)
     return Generator(entry, model, tokenizer, chosen, weights_sha256(entry), nbytes, rss_before,
-                     time.perf_counter() - started, Engine(model, batch))  # fmt: skip
+                     time.perf_counter() - started, Engine(model, batch), load_peak)  # fmt: skip
+
+
+def quantization_config(chosen: Plan) -> Any:
+    """transformers' quantization config for a plan's method (None for a native dtype): each
+    weight is quantized as it is read."""
+    if chosen.method.startswith("bitsandbytes"):
+        from transformers import BitsAndBytesConfig
+
+        if chosen.quantization == "int8":
+            return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                  bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=DTYPES[chosen.dtype])  # fmt: skip
+    if chosen.method == "torchao-int8-weight-only":
+        from torchao.quantization import Int8WeightOnlyConfig
+        from transformers import TorchAoConfig
+
+        return TorchAoConfig(Int8WeightOnlyConfig())
+    if chosen.method == "torchao-int4-weight-only":
+        from torchao.prototype.quantization.int4.inference_workflow import (
+            PrototypeInt4WeightOnlyConfig,
+        )
+        from torchao.quantization.quantize_.workflows import Int4ChooseQParamsAlgorithm
+        from transformers import TorchAoConfig
+
+        # Groups of 32 with a float scale and zero point each (tinygemm's CPU layout): 0.990
+        # top-1 agreement on SmolLM2, where torchao's integer zero points keep only 0.70.
+        return TorchAoConfig(
+            PrototypeInt4WeightOnlyConfig(
+                group_size=32,
+                int4_choose_qparams_algorithm=Int4ChooseQParamsAlgorithm.TINYGEMM,
+                set_inductor_config=False,
+            )
+        )
+    return None
+
+
+def checkpoint_dtype(entry: ModelEntry) -> str | None:
+    """The dtype the weights are stored in, as the config says (fp32, bf16, fp16)."""
+    config = model_config(entry.path)
+    stored = str(config.get("dtype") or config.get("torch_dtype") or "")
+    names = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+    return names.get(stored.removeprefix("torch."))
+
+
+@contextlib.contextmanager
+def read_without_mmap(enabled: bool) -> Iterator[None]:
+    """Have transformers read the safetensors file with pread instead of mmap while a load
+    converts the weights (quantizes or casts them). With mmap every page of the full-precision
+    file is touched and counts in the process's memory until the load ends (538 MB for
+    SmolLM2 whatever the target); with pread each tensor is read when it is converted. It is
+    the backend transformers itself picks on Windows and on Apple GPUs."""
+    import transformers.modeling_utils as modeling
+
+    opened = modeling.safe_open
+    if not enabled:
+        yield
+        return
+
+    def safe_open(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("backend") == "mmap":
+            kwargs["backend"] = "pread"
+        return opened(*args, **kwargs)
+
+    modeling.safe_open = safe_open
+    try:
+        yield
+    finally:
+        modeling.safe_open = opened
+
+
+def keep_heap_small() -> None:
+    """glibc raises its mmap threshold as big blocks are freed, then keeps later temporaries on
+    a heap it never gives back: a load ends at 2-4x its weights. A fixed threshold (what
+    MALLOC_MMAP_THRESHOLD_=131072 sets) returns each big block when it is freed."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+
+
+def release_freed_memory() -> None:
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+M_MMAP_THRESHOLD = -3
+
+
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to tune
+        return None
 
 
 def measured_bytes(generator: Generator) -> int:
