@@ -32,8 +32,9 @@ def test_v1_reads_the_hierarchical_limit(tmp_path: Path) -> None:
     membership = tmp_path / "cgroup"
     membership.write_text("5:cpu:/\n4:memory:/docker/abc\n0::/\n")
     folder = tmp_path / "fs" / "memory" / "docker" / "abc"
+    stat = f"hierarchical_memory_limit {6 * GB}\ntotal_inactive_file {GB}\n"
     write(folder, memory_limit_in_bytes=str(1 << 62), memory_usage_in_bytes=str(3 * GB),
-          memory_stat=f"hierarchical_memory_limit {6 * GB}\ntotal_inactive_file {GB}\n")  # fmt: skip
+          memory_stat=stat)  # fmt: skip
     assert cgroup_headroom(tmp_path / "fs", membership) == 4 * GB
 
 
