@@ -207,3 +207,28 @@ def test_text_that_may_begin_a_stop_string_waits_and_a_stop_never_streams(
             break
     stream.close()
     assert "".join(context.pieces) == streamed and stream.text == final
+
+
+class BreaksOnce:
+    """The model, but its third forward raises, as an out-of-memory would."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.device, self.calls = model, model.device, 0
+
+    def __call__(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 3:
+            raise RuntimeError("out of memory (a test's)")
+        return self.model(**kwargs)
+
+
+def test_a_failed_step_fails_its_jobs_and_the_engine_goes_on(tiny_models: Path) -> None:
+    settings = Settings(models_dir=tiny_models)
+    redis = fakeredis.FakeRedis()
+    generator = loading.load(resolve("tiny-glm4", tiny_models), "cpu", "fp32", trust=False, batch=2)
+    generator.engine.model = BreaksOnce(generator.model)
+    job = params(settings, "Climb", model="tiny-glm4", max_new_tokens=20)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        generate(job, generator, RunContext("x", settings, redis))
+    again = generate(job, generator, RunContext("y", settings, redis))
+    assert again["finish_reason"] == "length" and again["tokens"]["completion"] == 20

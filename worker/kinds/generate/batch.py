@@ -162,11 +162,20 @@ class Engine:
             joining = self._take()
             if joining is None:
                 return
-            with torch.inference_mode():
-                for sequence in joining:
-                    self._join(sequence)
-                if self._rows:
-                    self._step_safely()
+            try:
+                with torch.inference_mode():
+                    for sequence in joining:
+                        self._join(sequence)
+                    if self._rows:
+                        self._step()
+            except Exception as exc:
+                # No job may wait forever on a batch that broke: all of them fail, the
+                # engine starts afresh with the next.
+                log.exception("a batched decoding step failed; its jobs fail")
+                for sequence in {*joining, *self._rows}:
+                    if not sequence.done.is_set():
+                        sequence.fail(exc)
+                self._rows, self._cache = [], None
 
     def _take(self) -> list[Sequence] | None:
         """The jobs that join before the next step; waits for one when the batch is empty;
@@ -225,15 +234,6 @@ class Engine:
             cache = self.model(input_ids=ids, use_cache=True).cache
         layers: list[Any] = getattr(cache, "layers", None) or []
         return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
-
-    def _step_safely(self) -> None:
-        try:
-            self._step()
-        except Exception as exc:
-            log.exception("a batched decoding step failed; its %d jobs fail", len(self._rows))
-            for sequence in self._rows:
-                sequence.fail(exc)
-            self._rows, self._cache = [], None
 
     def _step(self) -> None:
         rows = self._rows
