@@ -38,6 +38,10 @@ class GenerateLimits:
     max_stop: int = 4
     max_stop_chars: int = 64
 
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise ValueError(f"batch must be at least 1 (LADDER_GENERATE_BATCH), not {self.batch}")
+
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)

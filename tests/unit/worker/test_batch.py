@@ -18,7 +18,7 @@ from shared.kinds import get
 from shared.kinds.generate import GenerateParams
 from shared.model_registry import resolve
 from worker.context import RunContext
-from worker.kinds.generate import loading
+from worker.kinds.generate import loading, run
 from worker.kinds.generate.batch import TextStream
 from worker.kinds.generate.decode import generate
 
@@ -232,3 +232,30 @@ def test_a_failed_step_fails_its_jobs_and_the_engine_goes_on(tiny_models: Path) 
         generate(job, generator, RunContext("x", settings, redis))
     again = generate(job, generator, RunContext("y", settings, redis))
     assert again["finish_reason"] == "length" and again["tokens"]["completion"] == 20
+
+
+def test_a_batch_below_one_stops_the_worker_at_its_start() -> None:
+    from worker.factory import create_celery
+
+    with pytest.raises(ValueError, match="LADDER_GENERATE_BATCH"):
+        create_celery(Settings.from_env({"LADDER_GENERATE_BATCH": "0"}))
+
+
+def test_jobs_on_different_plans_never_share_a_batch(tiny_models: Path) -> None:
+    settings = Settings(models_dir=tiny_models)
+    redis = fakeredis.FakeRedis()
+    jobs = [params(settings, p, model="tiny-glm4", max_new_tokens=40, quantization=q)
+            for p, q in zip(STAIRS[:4], ["fp32", "bf16", "fp32", "bf16"], strict=True)]  # fmt: skip
+    contexts = [RunContext(f"p{i}", settings, redis) for i in range(4)]
+    results: list[dict[str, Any]] = [{} for _ in jobs]
+
+    def one(i: int) -> None:
+        results[i] = run(jobs[i], contexts[i]).result
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert [r["plan"]["quantization"] for r in results] == ["fp32", "bf16", "fp32", "bf16"]
+    assert all(r["timings"]["batch_size_max"] <= 2 for r in results)
