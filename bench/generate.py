@@ -263,7 +263,13 @@ def precisions() -> list[dict[str, Any]]:
 
 def load_peak(precision: str) -> None:
     """In a fresh process: load SmolLM2 at `precision`, generate 8 tokens (fp32's weights are
-    memory-mapped and count only once touched), print the peak above the RSS before the load."""
+    memory-mapped and count only once touched), print the peak above the RSS before the load.
+    The libraries a load may use are imported first: importing is the process's cost, paid
+    once, not the load's (torchao's int4 module alone maps about 110 MB)."""
+    import torchao.quantization  # noqa: F401
+    from torchao.prototype.quantization.int4 import inference_workflow  # noqa: F401
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TorchAoConfig  # noqa: F401
+
     before = rss_bytes()
     generator = loading.load(resolve("smollm2", MODELS), "cpu", precision, trust=False)
     encoded = generator.tokenizer(PROMPT, return_tensors="pt")
@@ -340,8 +346,9 @@ median of 5): {service["first_idle_s"] * 1000:.0f} ms on an idle worker; {
             / service["first_idle_s"]:.2f}×): it joins their batch at the next step.
 
 Peak memory of loading, each precision in a fresh process: the peak RSS (VmHWM) after the load
-and an 8-token generation, above the RSS before the load. Quantized loads quantize each weight
-as it is read, from a file read with pread (not mmap), with glibc's mmap threshold fixed:
+(config, weights, tokenizer) and an 8-token generation, above the RSS before the load, with
+torch, transformers and torchao already imported. Quantized loads quantize each weight as it
+is read, from a file read with pread (not mmap), with glibc's mmap threshold fixed:
 
 | precision | method | weights | load peak | against fp32 |
 | --- | --- | ---: | ---: | ---: |
