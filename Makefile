@@ -3,7 +3,8 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-MODELS := $(or $(LADDER_MODELS_DIR),var/models)
+# Where Settings looks too: LADDER_MODELS_DIR, else LADDER_VAR_DIR's models/.
+MODELS := $(or $(LADDER_MODELS_DIR),$(or $(LADDER_VAR_DIR),var)/models)
 SMOLLM2 := $(MODELS)/smollm2/config.json
 
 .DEFAULT_GOAL := help

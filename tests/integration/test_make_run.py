@@ -48,7 +48,12 @@ def test_make_run_serves_a_job_and_ctrl_c_stops_everything(tmp_path: Path) -> No
         for k, v in os.environ.items()
         if k not in {"BROKER_URL", "DATABASE_URL", "LADDER_ADMIN_TOKEN"}
     }
-    env.update(PORT=str(port), LADDER_VAR_DIR=str(tmp_path / "var"), LADDER_WORKER_CONCURRENCY="1")
+    env.update(
+        PORT=str(port),
+        LADDER_VAR_DIR=str(tmp_path / "var"),
+        LADDER_WORKER_CONCURRENCY="1",
+        LADDER_MODELS_DIR=str(ROOT / "var" / "models"),
+    )  # where make install put SmolLM2
     log = tmp_path / "run.log"
     with log.open("wb") as out:
         # A terminal of its own, where Ctrl-C is not ignored, as a user's shell would give it.
@@ -71,12 +76,15 @@ def test_make_run_serves_a_job_and_ctrl_c_stops_everything(tmp_path: Path) -> No
         assert token, text
         assert f"http://127.0.0.1:{port}/api/v1/jobs" in text and "curl" in text
         started = {int(pid) for pid in re.findall(r"pid (\d+)", text)}
-        assert len(started) == 3  # redis, worker, api
+        assert len(started) == 4  # redis, worker, generate worker, api
 
         client = Client(f"http://127.0.0.1:{port}", token.group(1))
         assert client.call("GET", "/readyz").json()["checks"] == {"database": "ok", "broker": "ok"}
         job = client.wait(client.submit({"n": 10})["id"], timeout=60)
         assert job["status"] == "succeeded" and job["result"]["value"] == "89"
+        chat = {"messages": [{"role": "user", "content": "Hi"}], "max_new_tokens": 4}
+        said = client.wait(client.submit(chat, kind="generate")["id"], timeout=120)
+        assert said["status"] == "succeeded" and said["result"]["model"] == "smollm2"
         assert (tmp_path / "var" / "ladder.db").exists()
         assert sessions_alive(started), "the children should be running now"
     finally:

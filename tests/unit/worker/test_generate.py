@@ -14,6 +14,7 @@ from shared.config import Settings
 from shared.kinds import InvalidParams, get
 from shared.kinds.generate import GenerateParams
 from shared.model_registry import resolve
+from worker import model_cache
 from worker.context import RunContext
 from worker.kinds.generate import loading, run
 from worker.kinds.generate.decode import prompt_text
@@ -101,6 +102,7 @@ def test_a_plan_that_cannot_fit_is_refused(
     tiny_dir: Path, redis: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = Settings(models_dir=tiny_dir, model_cache_bytes=0)
+    monkeypatch.setattr(model_cache, "_cache", None)  # not a model another test left loaded
     monkeypatch.setattr(loading, "free_bytes", lambda device: 1000)
     params = job(settings, prompt="x", model="tiny-glm4", quantization="fp32")
     with pytest.raises(InvalidParams, match="needs about"):
