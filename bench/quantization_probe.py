@@ -40,15 +40,12 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.generate import PROMPT, PROMPTS  # noqa: E402 - the same prompts, so figures compare
+
 MODEL = Path(os.environ.get("LADDER_MODELS_DIR", ROOT / "var" / "models")) / "smollm2"
 THREADS = int(os.environ.get("PROBE_THREADS", "2"))
-PROMPT = "Write a short story about a robot who learns to climb stairs."
-PROMPTS = [
-    "The history of the stairs begins",
-    "Attention, in a transformer, means",
-    "def fibonacci(n):",
-    "The best way to learn a language is",
-]
 
 
 # --------------------------------------------------------------------------- shared pieces
