@@ -11,6 +11,7 @@ from typing import Any
 import fakeredis
 import pytest
 import torch
+from redis import exceptions as redis_exceptions
 
 from shared import streams
 from shared.config import Settings
@@ -259,3 +260,28 @@ def test_jobs_on_different_plans_never_share_a_batch(tiny_models: Path) -> None:
         thread.join(timeout=120)
     assert [r["plan"]["quantization"] for r in results] == ["fp32", "bf16", "fp32", "bf16"]
     assert all(r["timings"]["batch_size_max"] <= 2 for r in results)
+
+
+class RedisAway(RunContext):
+    """Redis stops answering for this job's 5th to 10th tokens."""
+
+    calls = 0
+
+    def publish(self, event: str, data: dict[str, Any]) -> str:
+        if event == "token":
+            self.calls += 1
+            if 5 <= self.calls <= 10:
+                raise redis_exceptions.ConnectionError("Redis is restarting (a test's)")
+        return super().publish(event, data)
+
+
+def test_redis_away_for_a_few_tokens_stops_no_job_and_loses_no_text(tiny_models: Path) -> None:
+    settings = Settings(models_dir=tiny_models)
+    redis = fakeredis.FakeRedis()
+    generator = loading.load(resolve("tiny-glm4", tiny_models), "cpu", "fp32", trust=False, batch=2)
+    job = params(settings, "Climb", model="tiny-glm4", max_new_tokens=30)
+    contexts = [RedisAway("r0", settings, redis), RunContext("r1", settings, redis)]
+    results = together(generator, [job, job], contexts)
+    assert [r["finish_reason"] for r in results] == ["length", "length"]
+    sent = [d["text"] for _, e, d in streams.read(redis, "r0", "0", None) if e == "token"]
+    assert "".join(sent) == results[0]["text"]

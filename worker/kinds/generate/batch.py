@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from celery.exceptions import SoftTimeLimitExceeded
+from redis.exceptions import RedisError
 
 from shared.kinds.generate import GenerateParams
 from worker.context import RunContext
@@ -103,12 +104,12 @@ class Sequence:
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
         self.completion.append(token)
-        self.text.update(self.completion)
+        self._tell(lambda: self.text.update(self.completion))
         if self.text.stopped or token in self.eos:
             return self._end("stop")
         if len(self.completion) >= self.params.max_new_tokens:
             return self._end("length")
-        if self.context.cancelled():
+        if self._tell(self.context.cancelled):
             return self._end("cancelled")
         if self.context.deadline is not None and time.monotonic() > self.context.deadline:
             self.error = SoftTimeLimitExceeded()
@@ -123,8 +124,17 @@ class Sequence:
     def _end(self, reason: str) -> bool:
         self.finish_reason, self.ended_at = reason, time.perf_counter()
         if self.error is None:
-            self.text.close()
+            self._tell(self.text.close)
         return True
+
+    def _tell(self, talk: Callable[[], Any]) -> Any:
+        """Talk to Redis (tokens out, a cancel in) without letting a failure stop the batch:
+        text not sent goes with the next token, and followers read the end from the row."""
+        try:
+            return talk()
+        except RedisError:
+            log.warning("job %s: Redis did not answer; generating on", self.context.job_id)
+            return None
 
 
 class Engine:
