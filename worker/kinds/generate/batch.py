@@ -6,9 +6,10 @@ stacked onto the batch's, and every step feeds each job's last token at once. A 
 moment it ends (a stop, its length, a cancel, its deadline); the columns that only padding
 still uses are cut away. Each job keeps its own sampler, seed and stop strings.
 
-transformers' own `ContinuousBatchingManager` was measured first (33 tokens/s against 50 for a
-static batch of 8 on this CPU) and lacks what a job here needs: a seed per request, the
-repetition penalty, stop strings, and models whose cache is not its paged one.
+transformers' own `ContinuousBatchingManager` ran at 33 tokens/s against 50 for a static batch
+of 8 on this CPU (RECIPES.md), and lacks what a job here needs: its seed is the manager's, not
+a request's, and a request may set only temperature, top-k and top-p (no repetition penalty,
+no stop strings).
 """
 
 from __future__ import annotations
@@ -99,8 +100,7 @@ class Sequence:
 
     def accept(self, logits: torch.Tensor) -> bool:
         """Take the next token from this job's row of logits; True once the job has ended."""
-        seen = self.prompt_ids + self.completion if self.params.repetition_penalty != 1 else []
-        token = self.sampler.pick(logits, torch.tensor(seen, device=logits.device))
+        token = self.sampler.pick(logits, lambda: self.prompt_ids + self.completion)
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
         self.completion.append(token)

@@ -8,13 +8,15 @@ penalty, temperature, top-k, top-p, in that order) so that greedy decoding picks
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from shared.kinds.generate import GenerateParams
 
 
 class Sampler:
-    """Picks one job's tokens; `seen` is every id of the prompt and the completion so far."""
+    """Picks one job's tokens."""
 
     def __init__(self, params: GenerateParams, device: torch.device) -> None:
         self.params = params
@@ -26,14 +28,16 @@ class Sampler:
             else:
                 self.rng.seed()
 
-    def pick(self, logits: torch.Tensor, seen: torch.Tensor) -> int:
-        """The next token id, from one row of logits (vocabulary-sized, any float dtype)."""
+    def pick(self, logits: torch.Tensor, seen: Callable[[], list[int]]) -> int:
+        """The next token id, from one row of logits (vocabulary-sized, any float dtype);
+        `seen` is asked for only when a repetition penalty needs it."""
         scores = logits.float()
         penalty = self.params.repetition_penalty
         if penalty != 1.0:
-            picked = scores.gather(0, seen)
-            scores = scores.scatter(0, seen, torch.where(picked < 0, picked * penalty,
-                                                         picked / penalty))  # fmt: skip
+            ids = torch.tensor(seen(), device=scores.device)
+            picked = scores.gather(0, ids)
+            scores = scores.scatter(0, ids, torch.where(picked < 0, picked * penalty,
+                                                        picked / penalty))  # fmt: skip
         if self.rng is None:
             return int(scores.argmax())
         scores = scores / self.params.temperature
