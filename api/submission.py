@@ -101,7 +101,8 @@ def route(kind: Kind, device: str, params: Any) -> str:
         chosen = device
     if chosen == "gpu" and "gpu" not in live:
         field = "device" if device == "gpu" else "params"
-        raise invalid([FieldError(field, "no GPU worker is online to run this; use cpu")])
+        queue = producer.route(kind.name, "gpu")
+        raise invalid([FieldError(field, f"no GPU worker serving {queue} is online; use cpu")])
     return chosen
 
 
