@@ -27,20 +27,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, start, stop, wait_for_line, write_section
-from scripts import processes
+from bench.common import machine, stop, write_section
+from bench.service import BROKER_URL, PORT, TOKEN, Ladder
 from shared import streams
 from shared.config import Settings
 from shared.kinds import get
 from shared.model_registry import resolve
-from shared.schema import upgrade
 from worker.context import RunContext
 from worker.device import rss_bytes
 from worker.kinds.generate import loading
 from worker.kinds.generate.decode import generate
 
 MODELS = Path(os.environ.get("LADDER_MODELS_DIR", "var/models"))
-BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/12")
 SETTINGS = Settings(models_dir=MODELS)
 PROMPT = "Write a short story about a robot who learns to climb stairs."
 PROMPTS = [
@@ -97,20 +95,11 @@ BATCH_TOKENS = 64
 class Service:
     """The API under gunicorn and one generate worker (threads, a batch of 8), on SQLite."""
 
-    port = 8767
-
     def __init__(self, tmp: Path) -> None:
-        self.headers = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
-        database_url = f"sqlite:///{tmp}/bench.db"
-        upgrade(database_url)
-        models = str(MODELS.resolve())
-        env = {**os.environ, "DATABASE_URL": database_url, "BROKER_URL": BROKER_URL,
-               "LADDER_ADMIN_TOKEN": "bench", "LADDER_MODELS_DIR": models}  # fmt: skip
-        celery = processes.worker("cpu.generate", extra=processes.QUICK_START)
-        self.api = start(processes.api(bind=f"127.0.0.1:{self.port}"), env, tmp / "api.log")
-        self.worker = start(celery, env, tmp / "worker.log")
-        wait_for_line(tmp / "api.log", "Booting worker")
-        wait_for_line(tmp / "worker.log", " ready.")
+        self.headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        self.ladder = Ladder(tmp, env={"LADDER_MODELS_DIR": str(MODELS.resolve())})
+        self.worker = self.ladder.worker(queue="cpu.generate")
+        self.port = PORT
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
@@ -147,8 +136,8 @@ class Service:
         return job
 
     def close(self) -> None:
-        stop(self.api)
         stop(self.worker)
+        self.ladder.close()
 
 
 def through_the_service(tmp: Path) -> dict[str, float]:

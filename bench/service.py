@@ -69,13 +69,11 @@ class Ladder:
         self.api = start(processes.api(bind=f"127.0.0.1:{PORT}"), self.env, tmp / "api.log")
         wait_for_line(tmp / "api.log", "Booting worker")
 
-    def worker(self, concurrency: int | None = None) -> Popen[bytes]:
+    def worker(self, concurrency: int | None = None, queue: str = "cpu") -> Popen[bytes]:
+        """A worker of `queue`: one process a core for `cpu` unless told, a batch's worth of
+        threads for `cpu.generate` (scripts/processes.py's defaults)."""
         log = self.tmp / "worker.log"
-        argv = processes.worker(
-            "cpu",
-            concurrency=concurrency or os.cpu_count(),
-            extra=processes.QUICK_START,
-        )
+        argv = processes.worker(queue, concurrency=concurrency, extra=processes.QUICK_START)
         process = start(argv, self.env, log)
         wait_for_line(log, " ready.")
         return process
