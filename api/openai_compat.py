@@ -52,8 +52,11 @@ def models() -> dict[str, Any]:
     settings = ladder().settings
     data = []
     for name in model_registry.available(settings.models_dir):
-        entry = model_registry.resolve(name, settings.models_dir)
-        if is_generative(entry.path):
+        try:
+            entry = model_registry.resolve(name, settings.models_dir)
+        except model_registry.UnknownModel:  # a file that cannot be served (a cut-short GGUF)
+            continue
+        if is_generative(entry):
             data.append(
                 {"object": "model", "created": 0, "owned_by": "ladder", **describe_entry(entry)}
             )

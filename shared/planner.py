@@ -14,12 +14,18 @@ weight-only 0.953, torchao int4 weight-only (groups of 32, float zero points, bf
 0.990, bitsandbytes 8-bit 0.941, bitsandbytes NF4 0.822 (0.755 on chat prompts); torch's
 dynamic int8 (0.48) wrecks the model and is never used. On a CPU both quantized methods
 quantize each weight as it is read, so the fp32 weights are never all in memory at once.
+
+A GGUF model runs as its file stores it (Q4_0, Q4_1, Q8_0, Q4_K_M…), on llama.cpp: its plan
+only checks that the file and the KV cache of every sequence fit.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.gguf_file import GgufInfo
 
 PRECISIONS = ("auto", "none", "fp32", "bf16", "fp16", "int8", "int4")
 MIN_AGREEMENT = 0.90
@@ -82,6 +88,8 @@ class Plan:
     """The method's measured agreement with full precision (see the module's docstring)."""
     note: str = ""
     """Why a method below MIN_AGREEMENT was chosen, when it was."""
+    engine: str = "transformers"
+    """What runs the model: transformers, or llama.cpp for a GGUF file."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,6 +166,28 @@ def plan(
         f"{device.upper()}, and {_gb(free_bytes)} is free "
         f"(plans leave {1 - HEADROOM:.0%} of it spare)"
     )
+
+
+def plan_gguf(
+    info: GgufInfo, free_bytes: int, sequences: int, context: int = 2048, chunk: int = 512
+) -> Plan:
+    """The plan for a GGUF file on the CPU: its weights as stored (the file's size), an fp16
+    KV cache of `context` tokens for each of `sequences` decoded together, and llama.cpp's
+    compute buffer, which holds the logits of a `chunk` of prompt tokens (103 MB of SmolLM2's
+    600 MB estimate; 500 MB measured); PlanRefused when that does not fit in `free_bytes`."""
+    heads = info.number("attention.head_count", 1) or 1
+    kv_fraction = info.number("attention.head_count_kv", heads) / heads
+    cache = 2 * info.number("block_count") * info.number("embedding_length") * kv_fraction
+    vocabulary = info.lengths.get("tokenizer.ggml.tokens", 0)
+    need = int((info.size + cache * context * sequences * 2) * ACTIVATION_OVERHEAD)
+    need += chunk * vocabulary * 4
+    if need > free_bytes * HEADROOM:
+        raise PlanRefused(
+            f"the {info.file_type} GGUF model needs about {_gb(need)} for {sequences} "
+            f"sequences of {context} tokens, and {_gb(free_bytes)} is free "
+            f"(plans leave {1 - HEADROOM:.0%} of it spare)"
+        )
+    return Plan("cpu", "fp32", info.file_type, "gguf", need, engine="llama.cpp")
 
 
 def _faithful(method: Method) -> bool:

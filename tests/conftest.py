@@ -14,12 +14,15 @@ from shared.schema import upgrade
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model registry holding a tiny GLM-4 of random weights, built here from a config."""
+    """A model registry holding a tiny GLM-4 of random weights, built here from a config, and
+    SmolLM2's GGUF as `make install` places it (`smollm2-gguf`)."""
+    from scripts.convert_smollm2 import place_gguf
     from tests.tiny_models import build_tiny_glm4
 
     root = tmp_path_factory.mktemp("models")
     (root / "tiny-glm4").mkdir()
     build_tiny_glm4(root / "tiny-glm4")
+    place_gguf(root / "smollm2-gguf")
     return root
 
 

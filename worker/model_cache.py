@@ -52,7 +52,9 @@ def model_bytes(model: Any) -> int:
 def weights_sha256(entry: ModelEntry) -> str:
     """The sha256 of the weights (of all safetensors files in order, when there are several)."""
     files = (
-        [entry.path / entry.weights_file]
+        [entry.gguf]
+        if entry.gguf
+        else [entry.path / entry.weights_file]
         if entry.weights_file
         else sorted(entry.path.glob("*.safetensors")) or sorted(entry.path.glob("*.bin"))
     )

@@ -50,7 +50,7 @@ class Kind:
     """Seconds a job may run before it is stopped; `LADDER_TIME_LIMIT_<KIND>` sets it."""
     pools: tuple[str, ...] = ("cpu",)
     """Where it may run, preferred first: `device: auto` takes the first with a live worker."""
-    check_device: Callable[[Any, str], list[FieldError]] = lambda params, pool: []
+    check_device: Callable[[Any, str, Settings], list[FieldError]] = lambda params, pool, s: []
     """What the chosen pool cannot do with these params (a precision a CPU lacks, say)."""
     stops_itself: bool = False
     """Whether a running job notices a cancel between steps; if not, its process is killed."""

@@ -2,12 +2,15 @@
 
 The params name a model, never a path; the precision is planned on the worker (which knows
 its free memory), but a precision the chosen pool cannot run at all is refused here.
+
+Two engines generate: transformers (any folder with a config.json, on either pool) and
+llama.cpp (a folder with a GGUF file, on the CPU pool), which `make gguf` installs.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -121,15 +124,44 @@ def check_limits(params: GenerateParams, settings: Settings) -> list[FieldError]
         entry = resolve(name, settings.models_dir)
     except UnknownModel as exc:
         return [*errors, FieldError("model", str(exc))]
-    if not is_generative(entry.path):
+    if not is_generative(entry):
         errors.append(FieldError("model", f"{name} cannot generate text (not a causal LM)"))
+    if entry.gguf is not None:
+        return errors + _check_gguf(entry, params)
     allowed = entry.meta.get("precisions")
     if isinstance(allowed, list) and params.quantization not in ("auto", "none", *allowed):
         errors.append(FieldError("quantization", f"{name} allows {', '.join(map(str, allowed))}"))
     return errors
 
 
-def check_device(params: GenerateParams, pool: str) -> list[FieldError]:
+GGUF_ENGINE_MISSING = (
+    "is a GGUF model, served by the llama.cpp engine, which is not installed here: "
+    "`make gguf` builds it into .venv (llama-cpp-python, about 7 minutes, once)"
+)
+
+
+def gguf_engine_installed() -> bool:
+    # find_spec, not import: the API need not load llama.cpp's native library to know.
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def _check_gguf(entry: ModelEntry, params: GenerateParams) -> list[FieldError]:
+    if not gguf_engine_installed():
+        return [FieldError("model", f"{entry.name} {GGUF_ENGINE_MISSING}")]
+    if params.quantization != "auto":
+        stored = entry.gguf_info().file_type
+        return [FieldError("quantization", f"{entry.name} is a GGUF file stored as {stored}, "
+                           "which llama.cpp runs as stored: leave quantization auto")]  # fmt: skip
+    return []
+
+
+def check_device(params: GenerateParams, pool: str, settings: Settings) -> list[FieldError]:
+    if pool == "gpu":
+        try:
+            if resolve(model_name(params, settings), settings.models_dir).gguf is not None:
+                return [FieldError("model", "GGUF models run on the CPU pool only")]
+        except UnknownModel:
+            pass  # check_limits has said so
     try:
         resolve_precision(params.quantization, pool)
     except PlanRefused as exc:
@@ -137,8 +169,10 @@ def check_device(params: GenerateParams, pool: str) -> list[FieldError]:
     return []
 
 
-def is_generative(folder: Path) -> bool:
-    config = model_config(folder)
+def is_generative(entry: ModelEntry) -> bool:
+    if entry.gguf is not None:
+        return True  # llama.cpp's GGUF models are language models
+    config = model_config(entry.path)
     architectures = config.get("architectures") or []
     return any(a.endswith(("ForCausalLM", "ForConditionalGeneration")) for a in architectures) or (
         str(config.get("model_type", "")).startswith("chatglm")

@@ -110,13 +110,14 @@ def test_a_plan_that_cannot_fit_is_refused(
 
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+# fp32 names transformers' engine: with llama.cpp installed, auto runs smollm2's GGUF twin.
+ON_TRANSFORMERS = {"quantization": "fp32"}
 
 
 def test_smollm2_knows_the_capital_of_france(redis: Any) -> None:
     settings = Settings(models_dir=SMOLLM2)
-    result = run(
-        job(settings, messages=QUESTION, max_new_tokens=24), RunContext("p", settings, redis)
-    ).result
+    params = job(settings, messages=QUESTION, max_new_tokens=24, **ON_TRANSFORMERS)
+    result = run(params, RunContext("p", settings, redis)).result
     assert "Paris" in result["text"]
     assert result["finish_reason"] == "stop"
     assert result["model"] == "smollm2" and result["model_info"]["random_weights"] is False
@@ -124,7 +125,7 @@ def test_smollm2_knows_the_capital_of_france(redis: Any) -> None:
 
 def test_stop_strings_end_the_text_before_them(redis: Any) -> None:
     settings = Settings(models_dir=SMOLLM2)
-    params = job(settings, messages=QUESTION, max_new_tokens=24, stop=["Paris"])
+    params = job(settings, messages=QUESTION, max_new_tokens=24, stop=["Paris"], **ON_TRANSFORMERS)
     result = run(params, RunContext("q", settings, redis)).result
     assert result["text"] == "The capital of France is "
     assert result["finish_reason"] == "stop"

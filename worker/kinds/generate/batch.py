@@ -90,6 +90,8 @@ class Sequence:
         self.params, self.prompt_ids, self.context = params, prompt_ids, context
         self.sampler, self.text, self.eos = sampler, text, eos
         self.completion: list[int] = []
+        self.limit = params.max_new_tokens
+        """Tokens it may generate: an engine whose context ends sooner lowers it."""
         self.finish_reason: str | None = None
         self.error: BaseException | None = None
         self.submitted = time.perf_counter()
@@ -107,7 +109,7 @@ class Sequence:
         self._tell(lambda: self.text.update(self.completion))
         if self.text.stopped or token in self.eos:
             return self._end("stop")
-        if len(self.completion) >= self.params.max_new_tokens:
+        if len(self.completion) >= self.limit:
             return self._end("length")
         if self._tell(self.context.cancelled):
             return self._end("cancelled")
@@ -138,22 +140,19 @@ class Sequence:
 
 
 class Engine:
-    """Decodes the jobs given to `run` together on one model, up to `capacity` at a time.
+    """Decodes the jobs given to `run` together, up to `capacity` at a time.
 
     Callers (a threads pool's threads, one job each) block in `run` while one engine thread
-    steps the batch; that thread starts with the first job and ends when idle."""
+    steps the batch; that thread starts with the first job and ends when idle. Subclasses
+    say how a job joins the batch (`_join`), how one step runs (`_step`), and how to start
+    afresh after a step broke (`_reset`)."""
 
-    def __init__(self, model: Any, capacity: int) -> None:
-        self.model = model
-        self._options = _options(model)
-        # A model with a cache of its own (remote code, say) still runs, one job at a time.
-        self.capacity = capacity if self._stackable() else 1
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
         self._inbox: queue.SimpleQueue[Sequence] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._rows: list[Sequence] = []
-        self._cache: Any = None
-        self._mask = torch.empty(0)
 
     def run(self, sequence: Sequence) -> None:
         """Generate until the sequence ends; raises what ended it badly (its time limit, say)."""
@@ -173,11 +172,10 @@ class Engine:
             if joining is None:
                 return
             try:
-                with torch.inference_mode():
-                    for sequence in joining:
-                        self._join(sequence)
-                    if self._rows:
-                        self._step()
+                for sequence in joining:
+                    self._join(sequence)
+                if self._rows:
+                    self._step()
             except Exception as exc:
                 # No job may wait forever on a batch that broke: all of them fail, the
                 # engine starts afresh with the next.
@@ -185,7 +183,7 @@ class Engine:
                 for sequence in {*joining, *self._rows}:
                     if not sequence.done.is_set():
                         sequence.fail(exc)
-                self._rows, self._cache = [], None
+                self._reset()
 
     def _take(self) -> list[Sequence] | None:
         """The jobs that join before the next step; waits for one when the batch is empty;
@@ -206,6 +204,33 @@ class Engine:
                 break
         return joining
 
+    def _join(self, sequence: Sequence) -> None:
+        """Read the job's prompt and take its first token; it joins `_rows` unless it ended."""
+        raise NotImplementedError
+
+    def _step(self) -> None:
+        """Take one token for each row; the rows that ended leave."""
+        raise NotImplementedError
+
+    def _reset(self) -> None:
+        raise NotImplementedError
+
+
+class TransformersEngine(Engine):
+    """Batches a transformers model's jobs over its KV cache (see the module's docstring)."""
+
+    def __init__(self, model: Any, capacity: int) -> None:
+        self.model = model
+        self._options = _options(model)
+        # A model with a cache of its own (remote code, say) still runs, one job at a time.
+        super().__init__(capacity if self._stackable() else 1)
+        self._cache: Any = None
+        self._mask = torch.empty(0)
+
+    def _reset(self) -> None:
+        self._rows, self._cache = [], None
+
+    @torch.inference_mode()
     def _join(self, sequence: Sequence) -> None:
         try:
             ids = torch.tensor([sequence.prompt_ids], device=self.model.device)
@@ -245,6 +270,7 @@ class Engine:
         layers: list[Any] = getattr(cache, "layers", None) or []
         return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
 
+    @torch.inference_mode()
     def _step(self) -> None:
         rows = self._rows
         last = [[sequence.completion[-1]] for sequence in rows]

@@ -37,8 +37,8 @@ def generate(params: GenerateParams, generator: Generator, context: RunContext) 
     prompt = tokenizer(text, add_special_tokens=params.prompt is not None)["input_ids"]
     context.publish("stage", {"stage": "generating", "prompt_tokens": len(prompt)})
     stream = TextStream(partial(tokenizer.decode, skip_special_tokens=True), context, params.stop)
-    sampler = Sampler(params, generator.model.device)
-    sequence = Sequence(params, prompt, context, sampler, stream, _eos_ids(generator))
+    sampler = Sampler(params, generator.device)
+    sequence = Sequence(params, prompt, context, sampler, stream, generator.eos_ids)
     generator.engine.run(sequence)
     ended = sequence.ended_at or time.perf_counter()
     elapsed = ended - sequence.submitted
@@ -67,12 +67,3 @@ def generate(params: GenerateParams, generator: Generator, context: RunContext) 
             "batch_size_max": sequence.batch_size_max,
         },
     }
-
-
-def _eos_ids(generator: Generator) -> set[int]:
-    """The ids that end a text, where model.generate reads them: the generation config (built
-    from the model's config when the folder has none)."""
-    eos = generator.model.generation_config.eos_token_id
-    if eos is None:
-        return set()
-    return set(eos) if isinstance(eos, list) else {eos}

@@ -15,7 +15,7 @@ import torch
 from shared.model_registry import ModelEntry, model_config
 from shared.planner import ModelShape, Plan, plan
 from worker.device import available_bytes, peak_rss_bytes, reset_peak_rss, rss_bytes
-from worker.kinds.generate.batch import Engine
+from worker.kinds.generate.batch import Engine, TransformersEngine
 from worker.model_cache import ModelError, model_bytes, weights_sha256
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -23,7 +23,8 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 @dataclass
 class Generator:
-    """A loaded causal LM, its tokenizer, and the plan it was loaded with."""
+    """A loaded causal LM, its tokenizer, and the plan it was loaded with (transformers here,
+    or llama.cpp: see worker.kinds.generate.llama)."""
 
     entry: ModelEntry
     model: Any
@@ -35,6 +36,10 @@ class Generator:
     load_seconds: float
     engine: Engine
     """Decodes this model's jobs together (see worker.kinds.generate.batch)."""
+    eos_ids: set[int]
+    """The tokens that end a text."""
+    device: torch.device
+    """Where logits are, for the samplers."""
     load_peak_bytes: int = 0
     """The most memory the load held at once, measured: peak CUDA memory, or the process's
     peak RSS above what it had before the load."""
@@ -115,9 +120,29 @@ def load(entry: ModelEntry, pool: str, requested: str, trust: bool, batch: int =
         else max(0, peak_rss_bytes() - rss_before)
     )
     tokenizer = AutoTokenizer.from_pretrained(str(entry.path), trust_remote_code=trust)
-    nbytes = model_bytes(model)
-    return Generator(entry, model, tokenizer, chosen, weights_sha256(entry), nbytes, rss_before,
-                     time.perf_counter() - started, Engine(model, batch), load_peak)  # fmt: skip
+    return Generator(
+        entry=entry,
+        model=model,
+        tokenizer=tokenizer,
+        plan=chosen,
+        weights_sha256=weights_sha256(entry),
+        nbytes=model_bytes(model),
+        rss_before=rss_before,
+        load_seconds=time.perf_counter() - started,
+        engine=TransformersEngine(model, batch),
+        eos_ids=eos_ids(model),
+        device=model.device,
+        load_peak_bytes=load_peak,
+    )
+
+
+def eos_ids(model: Any) -> set[int]:
+    """The ids that end a text, where model.generate reads them: the generation config (built
+    from the model's config when the folder has none)."""
+    eos = model.generation_config.eos_token_id
+    if eos is None:
+        return set()
+    return set(eos) if isinstance(eos, list) else {eos}
 
 
 def quantization_config(chosen: Plan) -> Any:
