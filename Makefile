@@ -72,6 +72,7 @@ bench: install gguf ## Benchmarks; tables go to bench/RESULTS.md
 	$(BIN)/python bench/attention.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/capacity.py
+	$(BIN)/python bench/gguf_engine.py
 
 clean: ## Remove var/ (database, logs, private Redis)
 	rm -rf var

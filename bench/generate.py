@@ -108,8 +108,10 @@ class Service:
         conn.close()
         return answer
 
-    def submit(self, chat: str, tokens: int) -> str:
-        params = {"messages": [{"role": "user", "content": chat}], "max_new_tokens": tokens}
+    def submit(self, chat: str, tokens: int, **params: Any) -> str:
+        """A chat job; `params` adds to its params (a model, a quantization)."""
+        params = {"messages": [{"role": "user", "content": chat}], "max_new_tokens": tokens,
+                  **params}  # fmt: skip
         job_id: str = self.call("POST", "/api/v1/jobs", {"kind": "generate", "params": params})[
             "id"
         ]

@@ -172,8 +172,7 @@ class Engine:
             if joining is None:
                 return
             try:
-                for sequence in joining:
-                    self._join(sequence)
+                self._admit(joining)
                 if self._rows:
                     self._step()
             except Exception as exc:
@@ -204,8 +203,13 @@ class Engine:
                 break
         return joining
 
+    def _admit(self, joining: list[Sequence]) -> None:
+        """Read the joining jobs' prompts and take their first tokens; each joins `_rows`
+        unless it ended already."""
+        for sequence in joining:
+            self._join(sequence)
+
     def _join(self, sequence: Sequence) -> None:
-        """Read the job's prompt and take its first token; it joins `_rows` unless it ended."""
         raise NotImplementedError
 
     def _step(self) -> None:

@@ -141,7 +141,7 @@ class LlamaEngine(Engine):
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = context * capacity
         params.n_seq_max = capacity
-        params.kv_unified = False  # each job its own slot: no job's prompt is another's prefix
+        params.kv_unified = False  # a KV buffer a slot: 10-20% faster for 8 jobs than one shared
         params.n_batch = params.n_ubatch = max(CHUNK, capacity)
         params.n_threads = params.n_threads_batch = len(os.sched_getaffinity(0))
         params.no_perf = True
@@ -157,33 +157,52 @@ class LlamaEngine(Engine):
         self._vacant = list(range(capacity))
         self._slots: dict[Sequence, int] = {}
 
-    def _join(self, sequence: Sequence) -> None:
-        prompt = sequence.prompt_ids
-        if not 0 < len(prompt) < self.context:
-            sequence.fail(ModelError(f"the prompt is {len(prompt)} tokens; this model's context "
-                                     f"on llama.cpp is {self.context}"))  # fmt: skip
-            return
-        sequence.limit = min(sequence.limit, self.context - len(prompt))
-        slot = self._vacant.pop()
+    def _loop(self) -> None:
+        # Sampling here runs torch on a vocabulary of logits; its OpenMP threads would then spin
+        # on the cores llama.cpp's threads need for the next decode (11 ms a token instead of
+        # 8.5 on SmolLM2). OpenMP's thread count is this thread's own setting.
+        torch.set_num_threads(1)
+        super()._loop()
+
+    def _admit(self, joining: list[Sequence]) -> None:
+        """Read every joining prompt in the same llama_decode calls (a slot each), up to CHUNK
+        tokens a call: prompts cost far less per token read together than one by one."""
+        entries: list[tuple[int, int, int, Sequence | None]] = []
+        admitted: list[Sequence] = []
+        for sequence in joining:
+            prompt = sequence.prompt_ids
+            if not 0 < len(prompt) < self.context:
+                sequence.fail(ModelError(f"the prompt is {len(prompt)} tokens; this model's "
+                                         f"context on llama.cpp is {self.context}"))  # fmt: skip
+                continue
+            sequence.limit = min(sequence.limit, self.context - len(prompt))
+            self._slots[sequence] = slot = self._vacant.pop()
+            admitted.append(sequence)
+            entries += [(t, i, slot, None) for i, t in enumerate(prompt[:-1])]
+            entries.append((prompt[-1], len(prompt) - 1, slot, sequence))
+        batch_size = len(self._rows) + len(admitted)
         try:
-            for start in range(0, len(prompt), CHUNK):
-                chunk = prompt[start : start + CHUNK]
-                last = start + len(chunk) == len(prompt)
-                self._decode([(t, start + i, slot, last and i == len(chunk) - 1)
-                              for i, t in enumerate(chunk)])  # fmt: skip
-            sequence.batch_size_max = len(self._rows) + 1
-            ended = sequence.accept(self._logits(len(chunk) - 1))
+            for start in range(0, len(entries), CHUNK):
+                chunk = entries[start : start + CHUNK]
+                self._decode([(t, position, slot, last is not None)
+                              for t, position, slot, last in chunk])  # fmt: skip
+                for i, (_, _, _, last) in enumerate(chunk):
+                    if last is not None:  # a prompt's last token: its job's first choice
+                        self._enter(last, self._logits(i), batch_size)
         except Exception as exc:
-            log.exception("generation failed while reading the prompt")
-            self._release(slot)
-            sequence.fail(exc)
-            return
-        if ended:
-            self._release(slot)
+            log.exception("generation failed while reading the prompts")
+            for sequence in admitted:
+                if sequence not in self._rows and not sequence.done.is_set():
+                    self._release(self._slots.pop(sequence))
+                    sequence.fail(exc)
+
+    def _enter(self, sequence: Sequence, logits: torch.Tensor, batch_size: int) -> None:
+        sequence.batch_size_max = batch_size
+        if sequence.accept(logits):
+            self._release(self._slots.pop(sequence))
             sequence.done.set()
-            return
-        self._slots[sequence] = slot
-        self._rows.append(sequence)
+        else:
+            self._rows.append(sequence)
 
     def _step(self) -> None:
         rows = self._rows
