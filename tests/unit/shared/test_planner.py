@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from shared.planner import MIN_AGREEMENT, ModelShape, PlanRefused, capabilities, estimate, plan
+from shared.gguf_file import GgufInfo
+from shared.planner import (
+    MIN_AGREEMENT,
+    ModelShape,
+    PlanRefused,
+    capabilities,
+    estimate,
+    plan,
+    plan_gguf,
+)
 
 GB = 1e9
 # ChatGLM-6B: 6.2 B parameters, 28 layers, hidden 4096, a 130,528-token vocabulary.
@@ -87,3 +96,34 @@ def test_auto_takes_a_method_below_the_agreement_bar_only_when_nothing_else_fits
     assert "it was asked for" in asked.note
     # On a CPU, int4 (torchao, float zero points) clears the bar: no note.
     assert plan(CHATGLM_6B, "cpu", int(7 * GB)).note == ""
+
+
+# ChatGLM3-6B as a Q4_0 GGUF: 28 layers, hidden 4096, 2 key-value heads of 32, 65,024 tokens.
+CHATGLM3_Q4_0 = GgufInfo(
+    size=3_600_000_000,
+    file_type="Q4_0",
+    metadata={
+        "general.architecture": "chatglm",
+        "chatglm.block_count": 28,
+        "chatglm.embedding_length": 4096,
+        "chatglm.attention.head_count": 32,
+        "chatglm.attention.head_count_kv": 2,
+    },
+    lengths={"tokenizer.ggml.tokens": 65_024},
+)
+
+
+def test_a_gguf_plan_is_the_file_as_stored_plus_a_kv_cache_per_sequence() -> None:
+    chosen = plan_gguf(CHATGLM3_Q4_0, free_bytes=int(16 * GB), sequences=8)
+    assert (chosen.engine, chosen.quantization, chosen.device) == ("llama.cpp", "Q4_0", "cpu")
+    # 3.6 GB of weights, 8 × 2,048 tokens × 28 KB of fp16 cache, 133 MB of compute buffer.
+    assert chosen.estimated_bytes / GB == pytest.approx(4.4, abs=0.1)
+    one = plan_gguf(CHATGLM3_Q4_0, free_bytes=int(16 * GB), sequences=1)
+    assert one.estimated_bytes < chosen.estimated_bytes
+
+
+def test_a_gguf_plan_that_does_not_fit_says_what_it_needs() -> None:
+    with pytest.raises(
+        PlanRefused, match=r"the Q4_0 GGUF model needs about 4.4 GB for 8 sequences"
+    ):
+        plan_gguf(CHATGLM3_Q4_0, free_bytes=int(4 * GB), sequences=8)
