@@ -41,10 +41,13 @@ class Event:
         return f"{head}event: {self.event}\ndata: {json.dumps(self.data)}\n\n"
 
 
-def follow(job_id: str, after: str | None, until: float | None = None) -> Iterator[Event | None]:
+def follow(
+    job_id: str, after: str | None, until: float | None = None, statuses: bool = False
+) -> Iterator[Event | None]:
     """The job's events until it ends: `status` (the whole job) first and on each change, the
     stream's other entries in order, then `end`. None after a quiet while (for keep-alives).
-    Past `until` (time.monotonic), `reconnect` instead of `end`: resume with Last-Event-ID."""
+    Past `until` (time.monotonic), `reconnect` instead of `end`: resume with Last-Event-ID.
+    With `statuses`, only the status changes (from their own stream, so no token wakes it)."""
     job = _load(job_id)
     if job is None:
         return
@@ -59,7 +62,7 @@ def follow(job_id: str, after: str | None, until: float | None = None) -> Iterat
             yield Event("reconnect", {"reason": "this stream reached its longest life",
                                       "last_event_id": cursor})  # fmt: skip
             return
-        entries = _read(job_id, cursor, block)
+        entries = _read(job_id, cursor, block, statuses)
         for entry_id, event, data in entries:
             cursor = entry_id
             if event != "status":
@@ -100,12 +103,12 @@ def wait_for_end(job_id: str, seconds: float) -> Job | None:
     """The job once it has ended, or as it is after `seconds`: a long poll's answer."""
     try:
         # Where the stream is now, read before the row: an end after the row is read is seen.
-        latest: Any = ladder().redis.xrevrange(streams.stream_key(job_id), count=1)
+        latest: Any = ladder().redis.xrevrange(streams.status_key(job_id), count=1)
         after = latest[0][0].decode() if latest else "0"
     except RedisError:
         after = "0"
     until = time.monotonic() + seconds
-    for _ in follow(job_id, after, until):
+    for _ in follow(job_id, after, until, statuses=True):
         pass  # it returns once the job has ended, or at `until`
     return _load(job_id)
 
@@ -117,9 +120,11 @@ def _block_ms(until: float | None) -> int:
     return 0 if left <= 0 else max(1, int(min(left, BLOCK_SECONDS) * 1000))
 
 
-def _read(job_id: str, cursor: str, block_ms: int | None) -> list[tuple[str, str, dict[str, Any]]]:
+def _read(
+    job_id: str, cursor: str, block_ms: int | None, statuses: bool
+) -> list[tuple[str, str, dict[str, Any]]]:
     try:
-        return streams.read(ladder().redis, job_id, cursor, block_ms)
+        return streams.read(ladder().redis, job_id, cursor, block_ms, statuses)
     except RedisError:
         # Tokens are a bonus; the row is the truth. Without Redis, wait, then look at the row.
         if block_ms:

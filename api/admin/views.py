@@ -156,7 +156,8 @@ def retry(job_id: str) -> BaseResponse:
     if jobs.retry(ctx.db, job_id):
         job = _job(job_id)
         try:
-            ctx.redis.delete(streams.stream_key(job_id), streams.cancel_key(job_id))
+            ctx.redis.delete(streams.stream_key(job_id), streams.status_key(job_id),
+                             streams.cancel_key(job_id))  # fmt: skip
             streams.publish_status(ctx.redis, job_id, JobStatus.QUEUED)
             if job is not None:
                 ctx.producer.send(job.id, job.kind, job.queue, job.priority)

@@ -96,3 +96,17 @@ def test_past_its_limit_a_key_cannot_open_another_wait(
     # Its slot is given back: the next wait goes through.
     assert client.get(f"/api/v1/jobs/{job['id']}?wait=1", headers=user).status_code == 200
     app.extensions["ladder"].db.engine.dispose()
+
+
+def test_a_long_poll_reads_the_status_stream_which_tokens_leave_alone(
+    app: Flask, client: FlaskClient, user: dict[str, str]
+) -> None:
+    """A client waiting for a generation's end is not woken by each of its tokens."""
+    job = submit(client, user)
+    redis = app.extensions["ladder"].redis
+    for n in range(50):
+        streams.publish(redis, job["id"], "token", {"text": "x", "n": n})
+    streams.publish_status(redis, job["id"], JobStatus.RUNNING)
+    statuses = streams.read(redis, job["id"], "0", None, statuses=True)
+    assert [(e, d) for _, e, d in statuses] == [("status", {"status": "running"})]
+    assert len(streams.read(redis, job["id"], "0", None)) == 51
