@@ -7,10 +7,11 @@ llama-cpp-python on the same file, several jobs at once, and how faithful the en
    timings), first token (POST to the first `token` event), and the worker's memory for the
    model (the plan's measured bytes).
 2. Bare `llama_cpp.Llama.create_chat_completion` on the same file and chats, in this process,
-   rounds interleaved with the service's rounds on `smollm2-gguf` (3 each, medians), so that
+   rounds interleaved with the service's rounds on `smollm2-gguf` (5 each, medians), so that
    both see the same machine (on 2 cores, a neighbour's burst moves either by 20%).
 3. 8 jobs submitted at once against one at a time, on `smollm2-gguf`.
-4. Fidelity: greedy texts of the two engines for the same chats (identical, and the tokens
+4. `llama_decode` called from the main thread and from another one, bare.
+5. Fidelity: greedy texts of the two engines for the same chats (identical, and the tokens
    they share before they part), and teacher-forced top-1 agreement: llama.cpp predicting
    each next token along transformers' fp32 greedy text.
 """
@@ -35,6 +36,8 @@ from shared.model_registry import resolve
 from worker.kinds.generate import loading
 
 RUNS = [("smollm2", "fp32"), ("smollm2", "bf16"), ("smollm2-gguf", "auto")]
+ROUNDS = 5
+"""Rounds of the llama.cpp measurements: on a 2-core VM, one round moves by 20% either way."""
 
 
 def one_at_a_time(service: Service, model: str, quantization: str) -> dict[str, float]:
@@ -99,6 +102,49 @@ class BareLlama:
         return tokens / seconds, texts
 
 
+def decode_from_a_thread() -> tuple[float, float]:
+    """ms per generated token of bare llama_decode calls from the main thread and from another
+    thread (as an engine thread makes them), interleaved, medians of 5."""
+    import threading
+
+    import llama_cpp
+
+    entry = resolve("smollm2-gguf", MODELS)
+    defaults = llama_cpp.llama_model_default_params()
+    model = llama_cpp.llama_model_load_from_file(str(entry.gguf).encode(), defaults)
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx, params.n_threads, params.n_threads_batch = 2048, 2, 2
+    ctx = llama_cpp.llama_init_from_model(model, params)
+    batch = llama_cpp.llama_batch_init(512, 0, 1)
+
+    def decode(tokens: list[tuple[int, int]]) -> None:
+        batch.n_tokens = len(tokens)
+        for i, (token, position) in enumerate(tokens):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, position, 1
+            batch.seq_id[i][0], batch.logits[i] = 0, i == len(tokens) - 1
+        assert llama_cpp.llama_decode(ctx, batch) == 0
+
+    def run(times: list[float]) -> None:
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+        decode([(100 + i, i) for i in range(45)])
+        started = time.perf_counter()
+        for step in range(64):
+            decode([(200, 45 + step)])
+        times.append((time.perf_counter() - started) / 64 * 1000)
+
+    main: list[float] = []
+    threaded: list[float] = []
+    for _ in range(5):
+        run(main)
+        thread = threading.Thread(target=run, args=(threaded,))
+        thread.start()
+        thread.join()
+    llama_cpp.llama_batch_free(batch)
+    llama_cpp.llama_free(ctx)
+    llama_cpp.llama_model_free(model)
+    return statistics.median(main), statistics.median(threaded)
+
+
 def teacher_forced() -> tuple[float, int]:
     """llama.cpp's top-1 next token along transformers' fp32 greedy text of each chat."""
     import llama_cpp
@@ -137,7 +183,7 @@ def main() -> None:
         try:
             runs = {f"{m} {q}": one_at_a_time(service, m, q) for m, q in RUNS[:2]}
             gguf_runs, together_runs = [], []
-            for _ in range(3):
+            for _ in range(ROUNDS):
                 gguf_runs.append(one_at_a_time(service, *RUNS[2]))
                 bare, bare_texts = bare_llama.run()
                 bare_runs.append(bare)
@@ -146,11 +192,12 @@ def main() -> None:
             service.close()
     del bare_llama
     gguf_runs.sort(key=lambda r: r["tokens_s"])
-    runs["smollm2-gguf auto"] = gguf_runs[1]  # the median round
+    runs["smollm2-gguf auto"] = gguf_runs[ROUNDS // 2]  # the median round
     bare = statistics.median(bare_runs)
     together = statistics.median(t for t, _ in together_runs)
     batch_max = max(b for _, b in together_runs)
     agreement, forced = teacher_forced()
+    main, threaded = decode_from_a_thread()
     fp32, gguf = runs["smollm2 fp32"], runs["smollm2-gguf auto"]
     engines = {"smollm2 fp32": "transformers, fp32", "smollm2 bf16": "transformers, bf16",
                "smollm2-gguf auto": "llama.cpp, Q4_1"}  # fmt: skip
@@ -181,19 +228,22 @@ sequences of 2,048 tokens, 360 MB, and a 103 MB compute buffer).
 Bare llama-cpp-python 0.3.36 (`Llama.create_chat_completion`, 2 threads, flash attention on
 as in the engine, the same file and chats, in the benchmark's process, its rounds between the
 service's; `smollm2-gguf` above is
-the median of 3 rounds): **{bare:.1f} tokens/s** (rounds: {
+the median of {ROUNDS} rounds): **{bare:.1f} tokens/s** (rounds: {
             ", ".join(f"{b:.1f}" for b in bare_runs)
         }). Ladder's job on `smollm2-gguf`
 reaches {gguf["tokens_s"] / bare:.2f}× of it end to end and {gguf["worker_tokens_s"] / bare:.2f}× in
-the worker; {bare_same} of {len(CHATS)} texts are identical to bare llama.cpp's. In one process,
-rounds interleaved, the engine keeps pace with bare llama.cpp; what the worker loses sits
-around the decode calls, not in them: two Redis round trips a token (the token event, the
-cancel check), and the Celery worker's own threads, on 2 cores that llama.cpp's two threads
-fill. (With `Llama`'s default, flash attention off, 6 of these 8 greedy texts part from the
-engine's on a near-tie.)
+the worker; {bare_same} of {len(CHATS)} texts are identical to bare llama.cpp's. Where the rest
+goes, per token: `llama_decode` called from a thread other than the process's main one, as the
+engine's thread is, took {threaded:.1f} ms against {main:.1f} (median of 5 interleaved runs of
+64 tokens, this OpenMP build); in a profile of the engine, the Python around each token
+(sampling, decoding the text, the stop check) took about 0.7 ms and its two Redis round trips
+(the token event, the cancel check) about 0.5. (With `Llama`'s default, flash attention off,
+6 of these 8 greedy texts part from the engine's on a near-tie.)
 
 Several jobs at once on `smollm2-gguf` (8 submitted together, one llama.cpp context with a KV
-cache slot each, batch of up to {batch_max}): **{together:.1f} tokens/s** end to end, against
+cache slot each, batch of up to {batch_max}; median of {ROUNDS} rounds: {
+            ", ".join(f"{t:.1f}" for t, _ in together_runs)
+        }): **{together:.1f} tokens/s** end to end, against
 {gguf["tokens_s"]:.1f} one at a time ({together / gguf["tokens_s"]:.2f}×). Prompts are read
 together, but on this CPU llama.cpp reads a prompt at about half its cost per generated
 token, and these chats' prompts (about 45 tokens with the template) are most of their work;

@@ -55,7 +55,7 @@ def _engine_entry(entry: ModelEntry, params: GenerateParams, context: RunContext
     """The model to load: the one named, or its GGUF twin where llama.cpp should run it."""
     installed = gguf_engine_installed()
     if entry.gguf is not None:
-        if not installed:  # the API checks this too, but it may run where the engine is
+        if not installed:  # the API checked its own machine, which need not be this one
             raise InvalidParams([FieldError("params.model", f"{entry.name} {GGUF_ENGINE_MISSING}")])
         return entry
     if context.pool == "cpu" and params.quantization == "auto" and installed:
