@@ -121,7 +121,7 @@ class Vocabulary:
 
         formatter = Jinja2ChatFormatter(self.template, self._text(self._cpp.llama_vocab_eos),
                                         self._text(self._cpp.llama_vocab_bos))  # fmt: skip
-        return str(formatter(messages=messages).prompt)  # type: ignore[arg-type]
+        return str(formatter(messages=messages).prompt)  # type: ignore[arg-type, unused-ignore]
 
     def _text(self, which: Any) -> str:
         token = which(self._vocab)
