@@ -23,7 +23,7 @@ import torch
 
 from shared.model_registry import ModelEntry
 from shared.planner import plan_gguf
-from worker.device import available_bytes, rss_bytes
+from worker.device import available_bytes, peak_rss_bytes, reset_peak_rss, rss_bytes
 from worker.kinds.generate.batch import Engine, Sequence
 from worker.model_cache import ModelError, weights_sha256
 
@@ -51,6 +51,7 @@ def load(entry: ModelEntry, batch: int) -> Any:
     context = min(CONTEXT, info.number("context_length", CONTEXT) or CONTEXT)
     chosen = plan_gguf(info, free, batch, context, CHUNK)
     started, rss_before = time.perf_counter(), rss_bytes()
+    reset_peak_rss()
     params = llama_cpp.llama_model_default_params()
     params.n_gpu_layers = 0
     model = llama_cpp.llama_model_load_from_file(str(entry.gguf).encode(), params)
@@ -74,8 +75,8 @@ def load(entry: ModelEntry, batch: int) -> Any:
         engine=engine,
         eos_ids=vocab.eos,
         device=torch.device("cpu"),
-        # The weights are mapped from the file, and count as they are first read.
-        load_peak_bytes=max(0, rss_bytes() - rss_before),
+        # The weights are mapped from the file, and count only once they are first read.
+        load_peak_bytes=max(0, peak_rss_bytes() - rss_before),
     )
 
 
@@ -91,7 +92,13 @@ class Vocabulary:
         self.size = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
         self.eos = {t for t in range(self.size) if llama_cpp.llama_vocab_is_eog(self._vocab, t)}
-        self.template = metadata.get("tokenizer.chat_template")
+        self._formatter: Any = None
+        template = metadata.get("tokenizer.chat_template")
+        if template:  # compiled once: jobs only render it
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            eos, bos = self._text(llama_cpp.llama_vocab_eos), self._text(llama_cpp.llama_vocab_bos)
+            self._formatter = Jinja2ChatFormatter(template, eos, bos)
 
     def __call__(self, text: str, add_special_tokens: bool = True) -> dict[str, list[int]]:
         data = text.encode()
@@ -115,13 +122,9 @@ class Vocabulary:
 
     def apply_chat_template(self, messages: list[dict[str, str]], **_: Any) -> str:
         """The chat in the GGUF's own template, ending where the assistant's reply begins."""
-        if not self.template:
+        if self._formatter is None:
             raise ModelError("the GGUF file has no chat template; send a prompt instead")
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        formatter = Jinja2ChatFormatter(self.template, self._text(self._cpp.llama_vocab_eos),
-                                        self._text(self._cpp.llama_vocab_bos))  # fmt: skip
-        return str(formatter(messages=messages).prompt)  # type: ignore[arg-type, unused-ignore]
+        return str(self._formatter(messages=messages).prompt)
 
     def _text(self, which: Any) -> str:
         token = which(self._vocab)
@@ -197,6 +200,7 @@ class LlamaEngine(Engine):
                     sequence.fail(exc)
 
     def _enter(self, sequence: Sequence, logits: torch.Tensor, batch_size: int) -> None:
+        """Give the job its next token: it stays in `_rows` unless that ended it."""
         sequence.batch_size_max = batch_size
         if sequence.accept(logits):
             self._release(self._slots.pop(sequence))
@@ -210,12 +214,7 @@ class LlamaEngine(Engine):
                        self._slots[s], True) for s in rows])  # fmt: skip
         self._rows = []
         for i, sequence in enumerate(rows):
-            sequence.batch_size_max = max(sequence.batch_size_max, len(rows))
-            if sequence.accept(self._logits(i)):
-                self._release(self._slots.pop(sequence))
-                sequence.done.set()
-            else:
-                self._rows.append(sequence)
+            self._enter(sequence, self._logits(i), max(sequence.batch_size_max, len(rows)))
 
     def _reset(self) -> None:
         self._cpp.llama_memory_clear(self._memory, True)
