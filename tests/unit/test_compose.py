@@ -68,6 +68,29 @@ def test_production_services_are_durable_and_the_optional_ones_opt_in() -> None:
     assert all(str(p).startswith("127.0.0.1:") for p in _ports(flower))  # not on the network
 
 
+def test_the_api_runs_on_an_image_without_torch_and_the_workers_on_theirs() -> None:
+    services = yaml.safe_load(compose_config(SECRETS).stdout)["services"]
+    stages = _dockerfile_stages()
+    targets = {name: service["build"]["target"] for name, service in services.items()
+               if "build" in service}  # fmt: skip
+    assert targets == {"migrate": "api", "api": "api", "worker-cpu": "worker",
+                       "worker-generate": "worker", "worker-gpu": "worker"}  # fmt: skip
+    assert set(targets.values()) <= set(stages)
+    assert services["worker-gpu"]["build"]["args"] == {"LADDER_DEVICE": "gpu"}
+    assert "args" not in services["worker-cpu"]["build"]  # the CPU wheel, by default
+    # The API's stage installs requirements-api.txt alone; the workers' installs torch and
+    # converts the default models, for the device the build argument names (cpu by default).
+    assert "scripts/install-api.sh" in stages["api"]
+    assert "install-worker.sh" not in stages["api"]
+    assert "ARG LADDER_DEVICE=cpu" in stages["worker-deps"]
+    assert 'scripts/install-worker.sh /opt/ladder "$LADDER_DEVICE" /models' in stages["worker-deps"]
+    assert stages["worker"].startswith("FROM worker-deps AS worker")
+    assert list(stages)[-1] == "api"  # a plain `docker build .` makes the API's image
+    env = _dockerfile_env()
+    assert env["LADDER_MODELS_DIR"] == "/models"  # where install-worker.sh converted them
+    assert env["PATH"].startswith("/opt/ladder/bin:")  # the venv the scripts install into
+
+
 def test_the_image_serves_the_api_on_every_interface_of_the_container() -> None:
     env = _dockerfile_env()
     assert env["HOST"] == "0.0.0.0" and env["PORT"] == "8000"
@@ -79,6 +102,19 @@ def _dockerfile_env() -> dict[str, str]:
     lines = (ROOT / "Dockerfile").read_text().splitlines()
     pairs = [p for line in lines if line.startswith("ENV ") for p in line.split()[1:]]
     return dict(p.split("=", 1) for p in pairs)
+
+
+def _dockerfile_stages() -> dict[str, str]:
+    """Each named stage of the Dockerfile, its FROM line to the next one, in order."""
+    stages: dict[str, str] = {}
+    name = ""
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("FROM "):
+            name = line.split()[-1]
+            stages[name] = ""
+        if name:
+            stages[name] += line + "\n"
+    return stages
 
 
 def _dockerfile_copies() -> list[str]:
