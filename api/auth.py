@@ -26,6 +26,14 @@ class Caller:
     key_id: int
     name: str
     is_admin: bool
+    max_active_jobs: int | None = None
+    """The key's own quota of queued and running jobs; None: LADDER_MAX_ACTIVE_JOBS_PER_KEY."""
+    max_priority: int | None = None
+    """The key's own priority ceiling; None: LADDER_MAX_PRIORITY (admins have none)."""
+
+    @classmethod
+    def of(cls, key: ApiKey) -> Caller:
+        return cls(key.id, key.name, key.is_admin, key.max_active_jobs, key.max_priority)
 
 
 def hash_token(token: str) -> str:
@@ -59,7 +67,7 @@ def _look_up(db: Database, digest: str) -> Caller | None:
         key = session.scalars(select(ApiKey).where(ApiKey.token_hash == digest)).first()
     if key is None or key.revoked_at is not None or not hmac.compare_digest(key.token_hash, digest):
         return None
-    return Caller(key.id, key.name, key.is_admin)
+    return Caller.of(key)
 
 
 class RecentKeys:

@@ -8,6 +8,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+DAY = 86_400
+UNITS = {"s": 1, "m": 60, "h": 3_600, "d": DAY}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in `7d`, `12h`, `30m`, `45s` or plain `3600`; `0` is zero (keep forever)."""
+    text = text.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in UNITS else (text, "s")
+    if not number.isdigit():
+        raise ValueError(f"{text!r} is not a duration such as 7d, 12h, 30m or 45s")
+    return int(number) * UNITS[unit]
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -17,7 +29,26 @@ class Settings:
     broker_url: str = "redis://127.0.0.1:6379/0"
     admin_token: str | None = field(default=None, repr=False)
     secret_key: str | None = field(default=None, repr=False)
-    """Signs the dashboard's session cookie; by default derived from the admin token."""
+    """Signs the dashboard's session cookie: required by the API, independent of any token
+    (`make run` makes one and keeps it in var/secret-key)."""
+    metrics_token: str | None = field(default=None, repr=False)
+    """When set, `/metrics` wants it as a bearer token."""
+    trusted_proxies: int = 0
+    """Proxies in front of the API whose X-Forwarded-For/-Proto/-Host are believed."""
+    auth_failures_per_minute: int = 10
+    """Failed sign-ins and unknown bearer tokens one client address may send a minute."""
+    retention: Mapping[str, int] = field(default_factory=lambda: Settings.retention_default())
+    """Seconds an ended job is kept after it ended, by status; 0 keeps it forever."""
+    purge_every: int = 60
+    """Seconds between retention purges (one at a time across all workers)."""
+    purge_batch: int = 500
+    """Jobs deleted per transaction by the purge, so that no lock is held for long."""
+    max_active_jobs_per_key: int = 1_000
+    """Queued and running jobs one key may have; past it, 429. A key may say otherwise."""
+    max_priority: int = 5
+    """The highest priority a non-admin key may ask for; a key may say otherwise."""
+    max_inline_result_bytes: int = 256 * 1024
+    """A larger result (as JSON) is stored as the artifact `result.json`, not in the row."""
     max_body_bytes: int = 1_048_576
     max_artifact_bytes: int = 16 * 1_048_576
     rate_limit: int = 6_000
@@ -52,6 +83,10 @@ class Settings:
     max_stream_seconds: int = 900
     """An event stream's longest life; then the client is told to resume with Last-Event-ID."""
 
+    @staticmethod
+    def retention_default() -> Mapping[str, int]:
+        return {"succeeded": 7 * DAY, "failed": 30 * DAY, "cancelled": 7 * DAY}
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Read the environment (or `env`) once; unset variables keep the defaults."""
@@ -63,8 +98,18 @@ class Settings:
             values["broker_url"] = env["BROKER_URL"]
         if env.get("LADDER_ADMIN_TOKEN"):
             values["admin_token"] = env["LADDER_ADMIN_TOKEN"]
-        if env.get("LADDER_SECRET_KEY"):
-            values["secret_key"] = env["LADDER_SECRET_KEY"]
+        for name, var in [
+            ("secret_key", "LADDER_SECRET_KEY"),
+            ("metrics_token", "LADDER_METRICS_TOKEN"),
+        ]:
+            if env.get(var):
+                values[name] = env[var]
+        retention = dict(cls.retention_default())
+        for status in retention:
+            var = f"LADDER_RETENTION_{status.upper()}"
+            if env.get(var):
+                retention[status] = parse_duration(env[var])
+        values["retention"] = retention
         values["models_dir"] = Path(env.get("LADDER_MODELS_DIR", str(var_dir / "models")))
         for name, var in [
             ("max_body_bytes", "LADDER_MAX_BODY_BYTES"),
@@ -76,9 +121,17 @@ class Settings:
             ("model_cache_bytes", "LADDER_MODEL_CACHE_BYTES"),
             ("max_streams_per_key", "LADDER_MAX_STREAMS_PER_KEY"),
             ("max_stream_seconds", "LADDER_MAX_STREAM_SECONDS"),
+            ("trusted_proxies", "LADDER_TRUSTED_PROXIES"),
+            ("auth_failures_per_minute", "LADDER_AUTH_FAILURES_PER_MINUTE"),
+            ("purge_batch", "LADDER_PURGE_BATCH"),
+            ("max_active_jobs_per_key", "LADDER_MAX_ACTIVE_JOBS_PER_KEY"),
+            ("max_priority", "LADDER_MAX_PRIORITY"),
+            ("max_inline_result_bytes", "LADDER_MAX_INLINE_RESULT_BYTES"),
         ]:
             if var in env:
                 values[name] = int(env[var])
+        if env.get("LADDER_PURGE_EVERY"):
+            values["purge_every"] = parse_duration(env["LADDER_PURGE_EVERY"])
         if env.get("LADDER_TRUST_REMOTE_CODE"):
             names = env["LADDER_TRUST_REMOTE_CODE"].split(",")
             values["trust_remote_code"] = frozenset(n.strip() for n in names if n.strip())

@@ -1,4 +1,4 @@
-"""The tables: jobs, their artifacts, and API keys. Alembic migrations are what create them."""
+"""The tables: jobs, their artifacts, API keys and job tallies. Alembic migrations create them."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -63,6 +64,16 @@ class ApiKey(Base):
     """A client's key. Only the SHA-256 of the token is stored; the token is shown once."""
 
     __tablename__ = "api_keys"
+    __table_args__ = (
+        # One live key per name, so that `keys revoke NAME` means one key; revoked names free up.
+        Index(
+            "uq_api_keys_live_name",
+            "name",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(SerialKey, primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
@@ -70,6 +81,14 @@ class ApiKey(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """Updated at most every few seconds per API process, not on each request."""
+    max_active_jobs: Mapped[int | None] = mapped_column(Integer)
+    """Over LADDER_MAX_ACTIVE_JOBS_PER_KEY for this key; None: the setting."""
+    max_priority: Mapped[int | None] = mapped_column(Integer)
+    """Over LADDER_MAX_PRIORITY for this key; None: the setting (admin keys: no ceiling)."""
+    seeded: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Made from LADDER_ADMIN_TOKEN, and revoked when that variable changes."""
 
 
 class Job(Base):
@@ -79,7 +98,9 @@ class Job(Base):
     __table_args__ = (
         UniqueConstraint("api_key_id", "idempotency_key", name="uq_jobs_idempotency"),
         Index("ix_jobs_owner_seq", "api_key_id", "seq"),
-        Index("ix_jobs_status", "status"),
+        # The retention purge asks for (status, finished before); the quota for (owner, status).
+        Index("ix_jobs_status_finished", "status", "finished_at"),
+        Index("ix_jobs_owner_status", "api_key_id", "status"),
         Index("ix_jobs_finished_at", "finished_at"),
         Index("ix_jobs_batch_id", "batch_id"),
     )
@@ -108,6 +129,8 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     duration_seconds: Mapped[float | None] = mapped_column(Float)
     """How long the attempt that finished the job ran."""
+    summary: Mapped[str | None] = mapped_column(String(200))
+    """A line about the result for listings, which carry no params or result."""
 
 
 class Artifact(Base):
@@ -122,3 +145,18 @@ class Artifact(Base):
     content_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class JobTally(Base):
+    """Jobs no longer counted from `jobs` (purged, or retried after they ended), by kind and the
+    status they had, so that the metrics' counters never go down."""
+
+    __tablename__ = "job_tallies"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    jobs: Mapped[int] = mapped_column(BigInteger, default=0)
+    duration_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    duration_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    duration_buckets: Mapped[list[int] | None] = mapped_column(JSON)
+    """Counts of durations at or under each of the metrics' bucket bounds, in their order."""

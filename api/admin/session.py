@@ -63,7 +63,7 @@ def sign_in(token: str) -> Caller | None:
         key = s.scalars(select(ApiKey).where(ApiKey.token_hash == hash_token(token))).first()
     if key is None or key.revoked_at is not None:
         return None
-    caller = Caller(key.id, key.name, key.is_admin)
+    caller = Caller.of(key)
     if caller.is_admin:
         session.clear()
         session["key_id"] = key.id
@@ -80,7 +80,7 @@ def current_admin() -> Caller | None:
     if key is None or key.revoked_at is not None or not key.is_admin:
         session.clear()
         return None
-    return Caller(key.id, key.name, key.is_admin)
+    return Caller.of(key)
 
 
 def admin_page(view: F) -> F:

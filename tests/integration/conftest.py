@@ -21,8 +21,10 @@ from tests.support import ADMIN_TOKEN, Client, need
 
 REDIS = os.environ.get("LADDER_TEST_REDIS", "redis://127.0.0.1:6379")
 POSTGRES = os.environ.get("LADDER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-# Each stack uses a Redis database of its own, away from the default one.
-REDIS_DB = {"sqlite": 13, "postgresql": 14}
+# Each stack uses a Redis database of its own, away from the default one; two test runs on
+# one machine name other pairs in LADDER_TEST_REDIS_DBS ("11,12"), as each flushes its own.
+_DBS = os.environ.get("LADDER_TEST_REDIS_DBS", "13,14").split(",")
+REDIS_DB = {"sqlite": int(_DBS[0]), "postgresql": int(_DBS[1])}
 
 
 @pytest.fixture(scope="session")
