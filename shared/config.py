@@ -21,6 +21,10 @@ def parse_duration(text: str) -> int:
     return int(number) * UNITS[unit]
 
 
+def default_retention() -> dict[str, int]:
+    return {"succeeded": 7 * DAY, "failed": 30 * DAY, "cancelled": 7 * DAY}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable in Ladder: `from_env()` in entry points, overrides in tests."""
@@ -37,7 +41,7 @@ class Settings:
     """Proxies in front of the API whose X-Forwarded-For/-Proto/-Host are believed."""
     auth_failures_per_minute: int = 10
     """Failed sign-ins and unknown bearer tokens one client address may send a minute."""
-    retention: Mapping[str, int] = field(default_factory=lambda: Settings.retention_default())
+    retention: Mapping[str, int] = field(default_factory=default_retention)
     """Seconds an ended job is kept after it ended, by status; 0 keeps it forever."""
     purge_every: int = 60
     """Seconds between retention purges (one at a time across all workers)."""
@@ -83,10 +87,6 @@ class Settings:
     max_stream_seconds: int = 900
     """An event stream's longest life; then the client is told to resume with Last-Event-ID."""
 
-    @staticmethod
-    def retention_default() -> Mapping[str, int]:
-        return {"succeeded": 7 * DAY, "failed": 30 * DAY, "cancelled": 7 * DAY}
-
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Read the environment (or `env`) once; unset variables keep the defaults."""
@@ -104,7 +104,7 @@ class Settings:
         ]:
             if env.get(var):
                 values[name] = env[var]
-        retention = dict(cls.retention_default())
+        retention = default_retention()
         for status in retention:
             var = f"LADDER_RETENTION_{status.upper()}"
             if env.get(var):
