@@ -9,13 +9,14 @@ from typing import Any
 
 from flask import Blueprint, Response, g, request
 from sqlalchemy import select
+from sqlalchemy.orm import load_only
 
 from api import submission
 from api.auth import authenticate
 from api.context import ladder
 from api.events import event_stream, wait_for_end
 from api.problems import Problem, invalid
-from api.representation import job_json, job_url
+from api.representation import BRIEF_COLUMNS, job_brief, job_json, job_url
 from api.requests import int_arg, json_body, parse_batch, parse_submit
 from api.waiting import slot, watching
 from shared import jobs, kinds
@@ -67,7 +68,7 @@ def list_jobs() -> dict[str, Any]:
     ctx = ladder()
     caller = authenticate(ctx.db)
     limit = int_arg("limit", PAGE_SIZE, 1, ctx.settings.page_limit)
-    query = select(Job).order_by(Job.seq.desc()).limit(limit + 1)
+    query = select(Job).options(load_only(*BRIEF_COLUMNS)).order_by(Job.seq.desc()).limit(limit + 1)
     if not caller.is_admin:
         query = query.where(Job.api_key_id == caller.key_id)
     if kind := request.args.get("kind"):
@@ -87,7 +88,7 @@ def list_jobs() -> dict[str, Any]:
     more = len(rows) > limit
     rows = rows[:limit]
     return {
-        "items": [job_json(job) for job in rows],
+        "items": [job_brief(job) for job in rows],
         "next_cursor": _encode_cursor(rows[-1].seq) if more else None,
     }
 

@@ -83,7 +83,10 @@ def chat_completions() -> Response:
     ]:
         if value is not None:
             params[name] = value
-    request = SubmitRequest(kind="generate", params=params, priority=5, device="auto")
+    # Chats have no priority field: the default one, under the key's ceiling.
+    ceiling = submission.max_priority(caller)
+    priority = 5 if ceiling is None else min(5, ceiling)
+    request = SubmitRequest(kind="generate", params=params, priority=priority, device="auto")
     settings = ladder().settings
     # The longest this request may wait: the job's own time limit, or a stream's longest life.
     seconds = max(producer.time_limit(settings, "generate"), settings.max_stream_seconds)

@@ -18,6 +18,35 @@ def job_json(job: Job) -> dict[str, Any]:
         "status": job.status,
         "params": job.params,
         "result": result,
+        "summary": job.summary,
+        "error": job.error,
+        "priority": job.priority,
+        "device": job.device,
+        "queue": job.queue,
+        "attempts": job.attempts,
+        "worker": job.worker,
+        "progress": job.progress,
+        "created_at": timestamp(job.created_at),
+        "started_at": timestamp(job.started_at),
+        "finished_at": timestamp(job.finished_at),
+    }
+
+
+BRIEF_COLUMNS = (
+    Job.id, Job.kind, Job.status, Job.summary, Job.error, Job.priority, Job.device, Job.queue,
+    Job.attempts, Job.worker, Job.progress, Job.created_at, Job.started_at, Job.finished_at,
+)  # fmt: skip
+"""What `job_brief` reads: a listing loads only these, never params or result."""
+
+
+def job_brief(job: Job) -> dict[str, Any]:
+    """A job as listings show it; `api.schemas.JobBrief` describes these fields."""
+    return {
+        "id": job.id,
+        "url": job_url(job.id),
+        "kind": job.kind,
+        "status": job.status,
+        "summary": job.summary,
         "error": job.error,
         "priority": job.priority,
         "device": job.device,

@@ -27,7 +27,15 @@ class SubmitRequest(BaseModel):
 
     kind: Annotated[StrictStr, Field(max_length=64, description="A kind from /api/v1/kinds.")]
     params: Annotated[dict[str, Any], Field(default_factory=dict, description="The kind's params.")]
-    priority: Annotated[Priority, Field(default=5)]
+    priority: Annotated[
+        Priority,
+        Field(
+            default=5,
+            description=f"{LOWEST}-{HIGHEST}; higher runs first. A key that is not an admin's "
+            "may ask for up to LADDER_MAX_PRIORITY (5 by default) or its own ceiling; above it, "
+            "422.",
+        ),
+    ]
     device: Annotated[
         Device, Field(default="auto", description="Where to run: the kind's first pool when auto.")
     ]

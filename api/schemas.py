@@ -31,7 +31,33 @@ class Job(BaseModel):
     kind: str
     status: JobStatus
     params: dict[str, Any] = Field(description="The params as validated, defaults filled in.")
-    result: dict[str, Any] | None = Field(description="The kind's result, once succeeded.")
+    result: dict[str, Any] | None = Field(
+        description="The kind's result, once succeeded. Over LADDER_MAX_INLINE_RESULT_BYTES "
+        "of JSON, only its top-level scalars, with `artifact: result.json` (the whole result), "
+        "`artifact_url` and `result_bytes`."
+    )
+    summary: str | None = Field(description="A line about the result, or the error, once ended.")
+    error: JobError | None
+    priority: Priority
+    device: Device
+    queue: str
+    attempts: int = Field(ge=0)
+    worker: str | None
+    progress: float = Field(ge=0, le=1)
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobBrief(BaseModel):
+    """A job as listings show it (`api.representation.job_brief`): no params or result, so
+    that a page of a hundred jobs stays small; `url` gives the whole job."""
+
+    id: UUID
+    url: str
+    kind: str
+    status: JobStatus
+    summary: str | None = Field(description="A line about the result, or the error, once ended.")
     error: JobError | None
     priority: Priority
     device: Device
@@ -45,9 +71,9 @@ class Job(BaseModel):
 
 
 class JobList(BaseModel):
-    """A page of jobs, newest first."""
+    """A page of jobs, newest first, in their brief form."""
 
-    items: list[Job]
+    items: list[JobBrief]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
 
 
@@ -121,6 +147,7 @@ class Readiness(BaseModel):
 
 MODELS: tuple[type[BaseModel], ...] = (
     Job,
+    JobBrief,
     JobList,
     JobItems,
     Problem,

@@ -16,13 +16,16 @@ from shared.kinds import FieldError, InvalidParams, Kind
 from shared.models import Job, JobStatus
 from shared.producer import BrokerUnavailable
 
+QUOTA_RETRY_AFTER = 5
+"""Seconds a client over its quota is told to wait: jobs end at no rate Ladder can promise."""
+
 
 def submit(caller: Caller, req: SubmitRequest, body: Any, key: str | None) -> Job:
     """Validate, route, commit and queue a job; the existing job for a repeated key and body."""
     new = prepare(caller, req)
     try:
-        job, created = jobs.create(ladder().db, new, body, key)
-    except (InvalidParams, jobs.IdempotencyConflict) as exc:
+        job, created = jobs.create(ladder().db, new, body, key, max_active(caller))
+    except (InvalidParams, jobs.IdempotencyConflict, jobs.QuotaExceeded) as exc:
         raise _problem(exc) from None
     if created:
         send([job])
@@ -40,11 +43,15 @@ def submit_batch(
             batch.append(prepare(caller, req))
         except Problem as exc:
             errors += [FieldError(f"jobs[{i}].{e.field}", e.message) for e in exc.errors]
+    limit = max_active(caller)
+    if limit and len(reqs) > limit:
+        message = f"holds {len(reqs)} jobs; this key may have at most {limit} queued or running"
+        errors.append(FieldError("jobs", message))
     if errors:
         raise invalid(errors)
     try:
-        made, created = jobs.create_batch(ladder().db, batch, body, key)
-    except (InvalidParams, jobs.IdempotencyConflict) as exc:
+        made, created = jobs.create_batch(ladder().db, batch, body, key, limit)
+    except (InvalidParams, jobs.IdempotencyConflict, jobs.QuotaExceeded) as exc:
         raise _problem(exc) from None
     if created:
         send(made)
@@ -54,6 +61,11 @@ def submit_batch(
 def prepare(caller: Caller, req: SubmitRequest) -> jobs.NewJob:
     """A submission checked against its kind and routed to a pool; a 422 problem if not."""
     ctx = ladder()
+    ceiling = max_priority(caller)
+    if ceiling is not None and req.priority > ceiling:
+        source = "the key's own" if caller.max_priority is not None else "LADDER_MAX_PRIORITY"
+        message = f"must be at most {ceiling} for this key ({source} ceiling)"
+        raise invalid([FieldError("priority", message)])
     kind = kinds.get(req.kind)
     if kind is None:
         known = ", ".join(sorted(kinds.enabled()))
@@ -71,9 +83,32 @@ def prepare(caller: Caller, req: SubmitRequest) -> jobs.NewJob:
                        req.device, queue)  # fmt: skip
 
 
-def _problem(exc: InvalidParams | jobs.IdempotencyConflict) -> Problem:
+def max_active(caller: Caller) -> int:
+    """The key's quota of queued and running jobs; 0 is none."""
+    if caller.max_active_jobs is not None:
+        return caller.max_active_jobs
+    return ladder().settings.max_active_jobs_per_key
+
+
+def max_priority(caller: Caller) -> int | None:
+    """The highest priority the key may ask for; None for an admin key with no ceiling of its
+    own (admins run the service, and may jump its queue)."""
+    if caller.max_priority is not None:
+        return caller.max_priority
+    return None if caller.is_admin else ladder().settings.max_priority
+
+
+def _problem(exc: InvalidParams | jobs.IdempotencyConflict | jobs.QuotaExceeded) -> Problem:
     if isinstance(exc, InvalidParams):
         return invalid(exc.errors)
+    if isinstance(exc, jobs.QuotaExceeded):
+        return Problem(
+            429,
+            f"this API key has {exc.active} queued or running jobs and may have at most "
+            f"{exc.limit} (LADDER_MAX_ACTIVE_JOBS_PER_KEY, or the key's own limit); "
+            "wait for some to end",
+            headers={"Retry-After": str(QUOTA_RETRY_AFTER)},
+        )
     return Problem(409, str(exc))
 
 

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared.db import Database
 from shared.kinds import FieldError, InvalidParams
-from shared.models import Artifact, Job, JobStatus, utcnow
+from shared.kinds.base import one_line
+from shared.models import ApiKey, Artifact, Job, JobStatus, utcnow
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -30,6 +31,14 @@ MAX_IDEMPOTENCY_KEY = 255
 
 class IdempotencyConflict(Exception):
     """An Idempotency-Key sent again with a different body."""
+
+
+class QuotaExceeded(Exception):
+    """The key already has as many queued and running jobs as it may."""
+
+    def __init__(self, limit: int, active: int) -> None:
+        super().__init__(f"{active} active jobs, limit {limit}")
+        self.limit, self.active = limit, active
 
 
 @dataclass(frozen=True)
@@ -45,28 +54,37 @@ class NewJob:
 
 
 def create(
-    db: Database, new: NewJob, body: Any = None, idempotency_key: str | None = None
+    db: Database,
+    new: NewJob,
+    body: Any = None,
+    idempotency_key: str | None = None,
+    max_active: int = 0,
 ) -> tuple[Job, bool]:
     """Commit a queued job, and say whether it is new.
 
     With an Idempotency-Key, the same key and body give back the job they made the first time
     (created False) and the same key with another body raises IdempotencyConflict; two requests
-    racing with one key make one job. A malformed key raises InvalidParams.
+    racing with one key make one job. A malformed key raises InvalidParams. With `max_active`,
+    a key that already has that many queued or running jobs gets QuotaExceeded (0: no limit).
     """
-    made, created = _create(db, [new], body, idempotency_key, batch=False)
+    made, created = _create(db, [new], body, idempotency_key, max_active, batch=False)
     return made[0], created
 
 
 def create_batch(
-    db: Database, batch: list[NewJob], body: Any = None, idempotency_key: str | None = None
+    db: Database,
+    batch: list[NewJob],
+    body: Any = None,
+    idempotency_key: str | None = None,
+    max_active: int = 0,
 ) -> tuple[list[Job], bool]:
     """Commit several queued jobs in one transaction, in order; `create`'s rules, with one
-    Idempotency-Key standing for the whole batch."""
-    return _create(db, batch, body, idempotency_key, batch=True)
+    Idempotency-Key standing for the whole batch and the quota counting every job of it."""
+    return _create(db, batch, body, idempotency_key, max_active, batch=True)
 
 
 def _create(
-    db: Database, news: list[NewJob], body: Any, key: str | None, *, batch: bool
+    db: Database, news: list[NewJob], body: Any, key: str | None, max_active: int, *, batch: bool
 ) -> tuple[list[Job], bool]:
     digest = None
     if key is not None:
@@ -96,6 +114,8 @@ def _create(
     ]
     try:
         with db.session() as session:
+            if max_active > 0:
+                _check_quota(session, news[0].owner, len(news), max_active)
             session.add_all(made)
     except IntegrityError:
         if key is None or digest is None:
@@ -106,6 +126,25 @@ def _create(
             raise
         return existing, False
     return made, True
+
+
+def _check_quota(session: Session, owner: int, adding: int, limit: int) -> None:
+    """Raise QuotaExceeded unless the owner's active jobs plus `adding` fit under `limit`.
+
+    The UPDATE comes first so that two submissions by one key cannot both count, then both
+    insert: it takes the key's row lock on PostgreSQL and the write lock on SQLite until commit.
+    """
+    session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == owner)
+        .values(last_used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    active = session.scalar(
+        select(func.count()).select_from(Job).where(Job.api_key_id == owner, Job.status.in_(ACTIVE))
+    )
+    if (active or 0) + adding > limit:
+        raise QuotaExceeded(limit, active or 0)
 
 
 def discard(db: Database, job_ids: list[str]) -> None:
@@ -160,6 +199,13 @@ def find_artifact(db: Database, job_id: str, name: str) -> Artifact | None:
 def error(code: str, message: str) -> dict[str, str]:
     """A job's `error` object."""
     return {"code": code, "message": message}
+
+
+CANCELLED = error("cancelled", "cancelled at the client's request")
+
+
+def error_summary(error: dict[str, str]) -> str:
+    return one_line(f"{error.get('code')}: {error.get('message')}")
 
 
 @dataclass(frozen=True)
@@ -226,8 +272,10 @@ def finish(
     error: dict[str, str] | None = None,
     artifacts: dict[str, tuple[str, bytes]] | None = None,
     started_at: datetime | None = None,
+    summary: str | None = None,
 ) -> bool:
-    """Record how an attempt ended, with its artifacts; False when the job had already ended."""
+    """Record how an attempt ended, with its artifacts and a line for listings (for a failed
+    job, its error's); False when the job had already ended."""
     with db.session() as session:
         ended = _finish(
             session,
@@ -237,6 +285,7 @@ def finish(
             error=error,
             attempt=attempt,
             started_at=started_at,
+            summary=summary,
         )
         if not ended:
             return False
@@ -281,6 +330,7 @@ def retry(db: Database, job_id: str) -> bool:
                 started_at=None,
                 finished_at=None,
                 duration_seconds=None,
+                summary=None,
             )
             .execution_options(synchronize_session=False)
         )
@@ -301,7 +351,8 @@ def cancel(db: Database, job_id: str) -> bool:
             .where(Job.id == job_id, Job.status.in_(ACTIVE))
             .values(
                 status=JobStatus.CANCELLED,
-                error=error("cancelled", "cancelled at the client's request"),
+                error=CANCELLED,
+                summary=error_summary(CANCELLED),
                 finished_at=utcnow(),
             )
             .execution_options(synchronize_session=False)
@@ -319,13 +370,17 @@ def _finish(
     attempt: int | None = None,
     spent: int | None = None,
     started_at: datetime | None = None,
+    summary: str | None = None,
 ) -> bool:
     conditions = [Job.id == job_id, Job.status == JobStatus.RUNNING]
     if attempt is not None:
         conditions.append(Job.attempts == attempt)
     if spent is not None:
         conditions.append(Job.attempts >= spent)
+    if error is not None:
+        summary = error_summary(error)
     values: dict[str, Any] = {"status": status, "result": result, "error": error}
+    values["summary"] = summary
     values["finished_at"] = utcnow()
     if started_at is not None:
         values["duration_seconds"] = (values["finished_at"] - started_at).total_seconds()

@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from shared import jobs, kinds, producer, streams, workers
 from shared.kinds import InvalidParams, Outcome
 from shared.models import JobStatus, timestamp
-from worker import leases
+from worker import leases, results
 from worker.app import LadderCelery
 from worker.context import RunContext
 from worker.kinds import runner_for
@@ -76,9 +76,13 @@ def _attempt(
 ) -> str:
     settings, db = app.settings, app.db
     outcome: Outcome | None = None
+    summary: str | None = None
     try:
         context = RunContext(job_id, settings, app.redis, job.queue, worker, deadline)
         outcome = _run(job.kind, job.params, context)
+        kind = kinds.get(job.kind)
+        summary = kind.outline(outcome.result) if kind else None
+        outcome = results.bound(outcome, settings.max_inline_result_bytes)
         error = _too_big(outcome, settings.max_artifact_bytes)
     except InvalidParams as exc:
         error = jobs.error("invalid_params", str(exc))
@@ -94,7 +98,8 @@ def _attempt(
         return JobStatus.FAILED
     done = _persist(
         lambda: jobs.finish(db, job_id, job.attempt, JobStatus.SUCCEEDED, result=outcome.result,
-                            artifacts=outcome.artifacts, started_at=job.started_at)
+                            artifacts=outcome.artifacts, started_at=job.started_at,
+                            summary=summary)
     )  # fmt: skip
     if not done:
         # Cancelled while it ran: keep what it made (a generation's text so far) on the row.

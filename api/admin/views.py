@@ -17,15 +17,16 @@ from flask import (
 )
 from redis.exceptions import RedisError
 from sqlalchemy import select
+from sqlalchemy.orm import load_only
 from werkzeug.wrappers import Response as BaseResponse
 
-from api import stats, submission
+from api import ratelimit, security, stats, submission
 from api.admin.session import admin_page, check_csrf, csrf_token, current_admin, sign_in
 from api.auth import authenticate
 from api.context import ladder
 from api.events import event_stream
 from api.problems import Problem
-from api.representation import job_json
+from api.representation import BRIEF_COLUMNS, job_brief, job_json
 from api.requests import parse_submit
 from shared import jobs, kinds, streams, workers
 from shared.models import Artifact, Job, JobStatus
@@ -67,8 +68,12 @@ def template_globals() -> dict[str, Any]:
 def login() -> str | BaseResponse | tuple[str, int]:
     if request.method == "GET":
         return render_template("admin/login.html", error=None)
-    check_csrf()
+    # No session yet, so no CSRF token: the browser's own word on where the form came from.
+    security.require_same_origin()
+    ratelimit.refuse_failing_address()
     caller = sign_in(request.form.get("token", "").strip())
+    if caller is None or not caller.is_admin:
+        ratelimit.count_failure()
     if caller is None:
         return render_template("admin/login.html", error="That token is not a valid key."), 401
     if not caller.is_admin:
@@ -176,26 +181,30 @@ def overview_data() -> dict[str, Any]:
     ctx = ladder()
     with ctx.db.session() as s:
         failures = s.scalars(
-            select(Job).where(Job.status == JobStatus.FAILED).order_by(Job.seq.desc()).limit(8)
+            select(Job)
+            .options(load_only(*BRIEF_COLUMNS))
+            .where(Job.status == JobStatus.FAILED)
+            .order_by(Job.seq.desc())
+            .limit(8)
         ).all()
     return {
         "stats": stats.stats(ctx.db, ctx.redis),
         "workers": workers.all_workers(ctx.redis),
         "throughput": stats.throughput_series(ctx.db),
-        "failures": [job_json(j) for j in failures],
+        "failures": [job_brief(j) for j in failures],
     }
 
 
 @bp.get("/api/jobs")
 @admin_page
 def jobs_data() -> dict[str, Any]:
-    query = select(Job).order_by(Job.seq.desc()).limit(50)
+    query = select(Job).options(load_only(*BRIEF_COLUMNS)).order_by(Job.seq.desc()).limit(50)
     if kind := request.args.get("kind"):
         query = query.where(Job.kind == kind)
     if status := request.args.get("status"):
         query = query.where(Job.status == status)
     with ladder().db.session() as s:
-        return {"items": [job_json(j) for j in s.scalars(query)]}
+        return {"items": [job_brief(j) for j in s.scalars(query)]}
 
 
 @bp.get("/api/jobs/<job_id>")

@@ -214,6 +214,19 @@ def _check_matrices(p: MatrixAttention, settings: Settings) -> list[FieldError]:
     return errors
 
 
+def brief(result: dict[str, Any]) -> str:
+    """`minilm: 9 tokens, 6 layers × 12 heads`, or `3 × 4 queries × keys, d_k 8`."""
+    if "shape" in result:
+        shape = result["shape"]
+        return f"{shape.get('n')} × {shape.get('m')} queries × keys, d_k {shape.get('d_k')}"
+    info = result.get("model_info", {})
+    tokens = len(result.get("tokens", []))
+    return (
+        f"{result.get('model')}: {tokens} tokens, "
+        f"{info.get('layers')} layers × {info.get('heads')} heads"
+    )
+
+
 KIND = Kind(
     name="attention",
     summary="What a transformer attends to on a text, or softmax(QKᵀ/√d_k)V on given matrices.",
@@ -223,4 +236,5 @@ KIND = Kind(
     time_limit=300,
     # The CPU by default; the GPU pool when a job asks for it and a GPU worker is online.
     pools=("cpu", "gpu"),
+    brief=brief,
 )

@@ -58,6 +58,12 @@ class Kind:
     """Whether a worker runs many of its jobs together: its messages then go to a queue of
     their own per pool (`cpu.generate`), served by a threads pool (see shared.producer)."""
     enabled: Callable[[], bool] = lambda: True
+    brief: Callable[[dict[str, Any]], str] = lambda result: ""
+    """A line about a result for listings, which carry no params or result (see `outline`)."""
+
+    def outline(self, result: dict[str, Any]) -> str:
+        """`brief`, on one line and at most SUMMARY_CHARS long."""
+        return one_line(self.brief(result))
 
     def limits(self, settings: Settings) -> Any:
         """The limits in force: the settings' own object for this kind, else the defaults with
@@ -104,6 +110,16 @@ class Kind:
 
     def json_schema(self) -> dict[str, Any]:
         return self.params_model.model_json_schema()
+
+
+SUMMARY_CHARS = 200
+"""The width of the jobs table's `summary` column."""
+
+
+def one_line(text: str) -> str:
+    """Whitespace folded to single spaces and cut to SUMMARY_CHARS, an ellipsis saying so."""
+    text = " ".join(text.split())
+    return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"
 
 
 def _message(error: Any) -> str:

@@ -184,6 +184,11 @@ def describe_entry(entry: ModelEntry) -> dict[str, Any]:
     return {"id": entry.name, "display_name": entry.display_name, **entry.meta}
 
 
+def brief(result: dict[str, Any]) -> str:
+    """The start of the generated text."""
+    return str(result.get("text", ""))
+
+
 KIND = Kind(
     name="generate",
     summary="Text generation with a registry model, quantized to fit the device, streamed.",
@@ -195,4 +200,5 @@ KIND = Kind(
     check_device=check_device,
     stops_itself=True,
     batches=True,
+    brief=brief,
 )

@@ -7,7 +7,7 @@ What the API checks before a job exists: the params, the named limits, the pool.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
@@ -98,6 +98,18 @@ def check_limits(params: StairsParams, settings: Settings) -> list[FieldError]:
     return errors
 
 
+def brief(result: dict[str, Any]) -> str:
+    """`89`, or `35422484817926191507…54150875 (209 digits)` for a value kept as an artifact."""
+    if "value" in result:
+        text = str(result["value"])
+    else:
+        text = f"{result.get('leading', '')}…{result.get('trailing', '')}"
+        text += f" ({result.get('digits')} digits)"
+    if result.get("modulus") is not None:
+        text += f" mod {result['modulus']}"
+    return text
+
+
 KIND = Kind(
     name="stairs",
     summary="Ways to climb n stairs with steps from a set, exact or modulo m.",
@@ -106,4 +118,5 @@ KIND = Kind(
     limits_type=StairsLimits,
     time_limit=120,
     pools=("cpu",),
+    brief=brief,
 )

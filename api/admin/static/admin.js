@@ -122,8 +122,8 @@ const pages = {
     if (document.body.dataset.status) params.set("status", document.body.dataset.status);
     poll(`/admin/api/jobs?${params}`, (data) => {
       fill($("#jobs tbody"), data.items.map((j) => {
-        const tr = row([jobLink(j.id), j.kind, el("span", j.status, `status ${j.status}`), j.queue,
-          j.worker, j.attempts, j.created_at]);
+        const tr = row([jobLink(j.id), j.kind, el("span", j.status, `status ${j.status}`), j.summary,
+          j.queue, j.worker, j.attempts, j.created_at]);
         tr.dataset.job = j.id;
         return tr;
       }));

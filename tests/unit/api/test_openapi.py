@@ -12,6 +12,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
+from shared.config import Settings
+
 UNDOCUMENTED = {"static", "admin"}
 """The app's static files and the `admin` blueprint are left out of the document: the dashboard
 serves HTML to people and JSON to its own scripts, under a session cookie rather than a token,
@@ -88,7 +90,9 @@ def parameter(operation: dict[str, Any], name: str) -> dict[str, Any]:
     return schema
 
 
-def test_documented_limits_are_the_enforced_ones(client: FlaskClient, user: dict[str, str]) -> None:
+def test_documented_limits_are_the_enforced_ones(
+    client: FlaskClient, user: dict[str, str], admin: dict[str, str]
+) -> None:
     """At each documented bound the server says yes, and one past it, no."""
     paths = spec_of(client)["paths"]
     submit = paths["/api/v1/jobs"]["post"]
@@ -103,8 +107,11 @@ def test_documented_limits_are_the_enforced_ones(client: FlaskClient, user: dict
     assert post({"Idempotency-Key": "k" * (longest + 1)}) == 422
 
     priority = spec_of(client)["components"]["schemas"]["SubmitRequest"]["properties"]["priority"]
-    assert post(priority=priority["maximum"]) == 202
-    assert post(priority=priority["maximum"] + 1) == 422
+    assert post(admin, priority=priority["maximum"]) == 202
+    assert post(admin, priority=priority["maximum"] + 1) == 422
+    ceiling = Settings().max_priority  # the default ceiling of a key that is not an admin's
+    assert post(priority=ceiling) == 202
+    assert post(priority=ceiling + 1) == 422
     assert post(priority=priority["minimum"] - 1) == 422
 
     limit = parameter(paths["/api/v1/jobs"]["get"], "limit")
