@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,13 +13,36 @@ DAY = 86_400
 UNITS = {"s": 1, "m": 60, "h": 3_600, "d": DAY}
 
 
+# ASCII digits only: str.isdigit() also takes "²" and "٣", which int() then refuses or reads.
+DURATION = re.compile(r"([0-9]+)([smhd]?)")
+LONGEST = 100 * 365 * DAY
+"""The longest duration taken: past it a date falls off the calendar; `0` keeps forever."""
+
+
 def parse_duration(text: str) -> int:
     """Seconds in `7d`, `12h`, `30m`, `45s` or plain `3600`; `0` is zero (keep forever)."""
-    text = text.strip().lower()
-    number, unit = (text[:-1], text[-1]) if text[-1:] in UNITS else (text, "s")
-    if not number.isdigit():
-        raise ValueError(f"{text!r} is not a duration such as 7d, 12h, 30m or 45s")
-    return int(number) * UNITS[unit]
+    found = DURATION.fullmatch(text.strip().lower())
+    if found is None:
+        raise ValueError(f"{text!r} is not a duration such as 7d, 12h, 30m, 45s or 0")
+    seconds = int(found[1]) * UNITS[found[2] or "s"]
+    if seconds > LONGEST:
+        raise ValueError(f"{text!r} is longer than 100 years (0 keeps forever)")
+    return seconds
+
+
+def format_duration(seconds: int) -> str:
+    """The shortest form `parse_duration` reads back: 604800 is `7d`, 90 is `90s`, 0 is `0`."""
+    for unit, size in sorted(UNITS.items(), key=lambda item: -item[1]):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return str(seconds)
+
+
+def _duration(env: Mapping[str, str], var: str) -> int:
+    try:
+        return parse_duration(env[var])
+    except ValueError as exc:
+        raise ValueError(f"{var}: {exc}") from None
 
 
 def default_retention() -> dict[str, int]:
@@ -44,11 +68,12 @@ class Settings:
     retention: Mapping[str, int] = field(default_factory=default_retention)
     """Seconds an ended job is kept after it ended, by status; 0 keeps it forever."""
     purge_every: int = 60
-    """Seconds between retention purges (one at a time across all workers)."""
+    """Seconds between retention purges (one at a time across all workers); 0 turns them off."""
     purge_batch: int = 500
     """Jobs deleted per transaction by the purge, so that no lock is held for long."""
     max_active_jobs_per_key: int = 1_000
-    """Queued and running jobs one key may have; past it, 429. A key may say otherwise."""
+    """Queued and running jobs one key may have; past it, 429. A key may say otherwise; 0
+    turns the limit off."""
     max_priority: int = 5
     """The highest priority a non-admin key may ask for; a key may say otherwise."""
     max_inline_result_bytes: int = 256 * 1024
@@ -108,7 +133,7 @@ class Settings:
         for status in retention:
             var = f"LADDER_RETENTION_{status.upper()}"
             if env.get(var):
-                retention[status] = parse_duration(env[var])
+                retention[status] = _duration(env, var)
         values["retention"] = retention
         values["models_dir"] = Path(env.get("LADDER_MODELS_DIR", str(var_dir / "models")))
         for name, var in [
@@ -131,7 +156,7 @@ class Settings:
             if var in env:
                 values[name] = int(env[var])
         if env.get("LADDER_PURGE_EVERY"):
-            values["purge_every"] = parse_duration(env["LADDER_PURGE_EVERY"])
+            values["purge_every"] = _duration(env, "LADDER_PURGE_EVERY")
         if env.get("LADDER_TRUST_REMOTE_CODE"):
             names = env["LADDER_TRUST_REMOTE_CODE"].split(",")
             values["trust_remote_code"] = frozenset(n.strip() for n in names if n.strip())
