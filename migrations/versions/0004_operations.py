@@ -28,9 +28,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("max_active_jobs", sa.Integer, nullable=True))
         batch.add_column(sa.Column("max_priority", sa.Integer, nullable=True))
-        batch.add_column(
-            sa.Column("seeded", sa.Boolean, nullable=False, server_default=sa.false())
-        )
+        batch.add_column(sa.Column("seeded", sa.Boolean, nullable=False, server_default=sa.false()))
     _rename_duplicate_names()
     op.execute(
         "UPDATE api_keys SET seeded = TRUE WHERE name = 'admin' AND is_admin AND revoked_at IS NULL"
