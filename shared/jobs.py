@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from shared import tallies
 from shared.db import Database
 from shared.kinds import FieldError, InvalidParams
 from shared.kinds.base import one_line
@@ -315,11 +316,26 @@ def keep_partial_result(db: Database, job_id: str, result: dict[str, Any]) -> bo
 
 
 def retry(db: Database, job_id: str) -> bool:
-    """Queue a failed job again as a new run of the same job; False unless it had failed."""
+    """Queue a failed job again as a new run of the same job; False unless it had failed.
+
+    The failure leaves the `jobs` counts, so it is tallied (see shared.tallies)."""
     with db.session() as session:
+        # Locked on PostgreSQL; on SQLite the UPDATE's finished_at condition does the same,
+        # so that the failure tallied is the one this retry clears.
+        failed = session.execute(
+            select(Job.kind, Job.duration_seconds, Job.finished_at)
+            .where(Job.id == job_id, Job.status == JobStatus.FAILED)
+            .with_for_update()
+        ).one_or_none()
+        if failed is None:
+            return False
         done = session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.status == JobStatus.FAILED)
+            .where(
+                Job.id == job_id,
+                Job.status == JobStatus.FAILED,
+                Job.finished_at == failed.finished_at,
+            )
             .values(
                 status=JobStatus.QUEUED,
                 result=None,
@@ -334,7 +350,12 @@ def retry(db: Database, job_id: str) -> bool:
             )
             .execution_options(synchronize_session=False)
         )
-        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        # The new run makes its own files, under the same names.
+        session.execute(delete(Artifact).where(Artifact.job_id == job_id))
+        tallies.add(session, [(failed.kind, tallies.RETRIED, failed.duration_seconds)])
+        return True
 
 
 def fail_running(db: Database, job_id: str, error: dict[str, str]) -> bool:

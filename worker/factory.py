@@ -1,4 +1,5 @@
-"""`create_celery(settings)`: a worker's Celery app with its task, heartbeat and reconciler."""
+"""`create_celery(settings)`: a worker's Celery app with its task, heartbeat, reconciler and
+retention purge."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from celery.signals import worker_process_init
 
 from shared import kinds
 from shared.config import Settings
-from worker import heartbeat, reconciler, tasks
+from worker import heartbeat, purger, reconciler, tasks
 from worker.app import LadderCelery
 
 
@@ -27,4 +28,5 @@ def create_celery(settings: Settings) -> LadderCelery:
     worker_process_init.connect(lambda **_: app.after_fork(), weak=False)
     heartbeat.install(app)
     reconciler.install(app)
+    purger.install(app)
     return app
