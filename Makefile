@@ -28,9 +28,13 @@ $(SMOLLM2) &: $(STAMP) scripts/convert_smollm2.py
 
 gguf: $(GGUF_STAMP) ## Build the llama.cpp engine for GGUF models into .venv (once, about 7 minutes)
 
-# Built for this machine's CPU (GGML_NATIVE); pip keeps the wheel, so a second .venv takes seconds.
+# Built for any x86-64 with AVX2 (2013 on), not GGML_NATIVE: a native build on a CPU with AMX
+# emits tile instructions that a sandboxed kernel refuses in threads (SIGILL in llama_decode),
+# and pip keeps the wheel for every later .venv on the machine, whatever CPU built it.
+GGUF_CMAKE_ARGS = -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_BMI2=ON -DLLAMA_CURL=OFF
 $(GGUF_STAMP): $(STAMP) requirements-gguf.txt
-	CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAMA_CURL=OFF" $(BIN)/pip install --quiet \
+	CMAKE_ARGS="$(GGUF_CMAKE_ARGS)" $(BIN)/pip install --quiet \
 		--disable-pip-version-check -r requirements-gguf.txt
 	@touch $@
 
@@ -73,6 +77,7 @@ bench: install gguf ## Benchmarks; tables go to bench/RESULTS.md
 	$(BIN)/python bench/attention.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/capacity.py
+	$(BIN)/python bench/retention.py
 	$(BIN)/python bench/gguf_engine.py
 
 clean: ## Remove var/ (database, logs, private Redis)

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, timedelta
 
 from flask import current_app, g, request
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from api import ratelimit
 from api.problems import Problem
 from shared.db import Database
-from shared.models import ApiKey
+from shared.models import ApiKey, utcnow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,21 +48,29 @@ def new_token() -> str:
     return "ldr_" + secrets.token_urlsafe(32)
 
 
-def create_key(db: Database, name: str, *, admin: bool = False, token: str | None = None) -> str:
-    """Store a new key and return its token, the only time it is seen."""
+def create_key(
+    db: Database,
+    name: str,
+    *,
+    admin: bool = False,
+    token: str | None = None,
+    max_active_jobs: int | None = None,
+    max_priority: int | None = None,
+) -> str:
+    """Store a new key and return its token, the only time it is seen. A live key of the same
+    name already there is an IntegrityError."""
     token = token or new_token()
     with db.session() as session:
-        session.add(ApiKey(name=name, token_hash=hash_token(token), is_admin=admin))
+        session.add(
+            ApiKey(
+                name=name,
+                token_hash=hash_token(token),
+                is_admin=admin,
+                max_active_jobs=max_active_jobs,
+                max_priority=max_priority,
+            )
+        )
     return token
-
-
-def ensure_key(db: Database, name: str, token: str, *, admin: bool) -> None:
-    """Create the key for `token` unless it exists (several processes may race to seed it)."""
-    with db.session() as session:
-        if session.scalars(select(ApiKey).where(ApiKey.token_hash == hash_token(token))).first():
-            return
-    with contextlib.suppress(IntegrityError):
-        create_key(db, name, admin=admin, token=token)
 
 
 def _look_up(db: Database, digest: str) -> Caller | None:
@@ -67,7 +78,25 @@ def _look_up(db: Database, digest: str) -> Caller | None:
         key = session.scalars(select(ApiKey).where(ApiKey.token_hash == digest)).first()
     if key is None or key.revoked_at is not None or not hmac.compare_digest(key.token_hash, digest):
         return None
+    _note_use(db, key)
     return Caller.of(key)
+
+
+def _note_use(db: Database, key: ApiKey) -> None:
+    """Stamp the key's last use. Called on a look-up only, so a busy key costs one UPDATE per
+    process every RecentKeys.KEEP_SECONDS at most, and none while another process just did."""
+    now = utcnow()
+    last = key.last_used_at
+    if last is not None and last.replace(tzinfo=last.tzinfo or UTC) > now - timedelta(
+        seconds=RecentKeys.KEEP_SECONDS
+    ):
+        return
+    try:
+        with db.session() as session:
+            session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+    except SQLAlchemyError:
+        # Bookkeeping: a good key is not refused because its last-use stamp could not be written.
+        log.warning("could not record the last use of key %s", key.id, exc_info=True)
 
 
 class RecentKeys:
@@ -96,7 +125,8 @@ class RecentKeys:
 
 
 def authenticate(db: Database) -> Caller:
-    """The caller of the current request, or a 401 problem."""
+    """The caller of the current request, or a 401 problem (a 429 for an address past
+    `LADDER_AUTH_FAILURES_PER_MINUTE` unknown tokens this minute)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -112,6 +142,7 @@ def authenticate(db: Database) -> Caller:
         caller = _look_up(db, digest)
         known.put(digest, caller)
     if caller is None:
+        ratelimit.count_failure()
         raise Problem(
             401,
             "the API key is unknown or revoked",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api import metrics, stats
+from api import metrics, ratelimit, stats
 from api.auth import authenticate
 from api.context import ladder
 from api.problems import Problem
@@ -37,4 +38,23 @@ def system_stats() -> dict[str, Any]:
 @bp.get("/metrics")
 def prometheus() -> Response:
     ctx = ladder()
-    return Response(metrics.render(ctx.db, ctx.redis), mimetype=CONTENT_TYPE_LATEST)
+    require_metrics_token(ctx.settings.metrics_token)
+    return Response(metrics.cached(ctx.db, ctx.redis), mimetype=CONTENT_TYPE_LATEST)
+
+
+def require_metrics_token(wanted: str | None) -> None:
+    """With LADDER_METRICS_TOKEN set, a 401 for a scrape without it; unset, /metrics is open
+    (to a network that only Prometheus reaches, say)."""
+    if wanted is None:
+        return
+    ratelimit.refuse_failing_address()
+    scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(sent.strip().encode(), wanted.encode()):
+        return
+    if sent:
+        ratelimit.count_failure()  # a wrong token is a guess, as at any other door
+    raise Problem(
+        401,
+        "send the metrics token (LADDER_METRICS_TOKEN) as 'Authorization: Bearer <token>'",
+        headers={"WWW-Authenticate": 'Bearer realm="ladder-metrics"'},
+    )

@@ -11,6 +11,7 @@ from pydantic.json_schema import models_json_schema
 
 from api import schemas
 from api.context import ladder
+from api.info import API_VERSION
 from api.jobs import MAX_WAIT_SECONDS, PAGE_SIZE
 from api.openai_compat import ChatRequest
 from api.requests import MAX_BATCH, BatchRequest, SubmitRequest
@@ -99,7 +100,10 @@ def _op(
         "responses": {
             **responses,
             "401": _problem("No token, or an unknown or revoked one."),
-            "429": _problem("The key is over its requests a minute; see Retry-After."),
+            "429": _problem(
+                "The key is over its requests a minute, or the client's address past its "
+                "failed authentications (LADDER_AUTH_FAILURES_PER_MINUTE); see Retry-After."
+            ),
             "503": _problem("The database or the broker is unavailable; see Retry-After."),
         },
     }
@@ -257,6 +261,14 @@ def paths(settings: Settings) -> dict[str, Any]:
                 auth=False,
             )
         },
+        "/api/v1/info": {
+            "get": _op(
+                "info",
+                "How long ended jobs are kept before they are purged (then 404), and the "
+                "limits on the calling key.",
+                {"200": _json("The policy and the limits.", "Info")},
+            )
+        },
         "/api/v1/workers": {
             "get": _op(
                 "listWorkers",
@@ -276,8 +288,14 @@ def paths(settings: Settings) -> dict[str, Any]:
         "/metrics": {
             "get": _op(
                 "metrics",
-                "Prometheus metrics, read from the database and Redis at each scrape.",
-                {"200": _media("The text exposition format.", "text/plain", type="string")},
+                "Prometheus metrics from the database and Redis, rendered at most every 5 s. "
+                "With LADDER_METRICS_TOKEN set it wants that token as a bearer token; unset, "
+                "it is open.",
+                {
+                    "200": _media("The text exposition format.", "text/plain", type="string"),
+                    "401": _problem("LADDER_METRICS_TOKEN is set and was not sent."),
+                    "429": _problem("The address is past its failed authentications."),
+                },
                 auth=False,
             )
         },
@@ -340,7 +358,7 @@ def build_spec(settings: Settings) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "Ladder",
-            "version": "1.0.0",
+            "version": API_VERSION,
             "description": "A job queue for compute work on CPUs and GPUs. Errors: RFC 9457.",
         },
         "paths": paths(settings),

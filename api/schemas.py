@@ -109,6 +109,43 @@ class KindList(BaseModel):
     items: list[KindInfo]
 
 
+class RetentionRule(BaseModel):
+    """How long jobs that ended in one status are kept after they ended."""
+
+    seconds: int = Field(ge=0, description="0: kept forever.")
+    duration: str = Field(description="The same in words: `7d`, `12h`, or `forever`.")
+
+
+class Retention(BaseModel):
+    """The retention policy (LADDER_RETENTION_*): past it, a job is purged and is 404."""
+
+    succeeded: RetentionRule
+    failed: RetentionRule
+    cancelled: RetentionRule
+
+
+class KeyLimits(BaseModel):
+    """The limits on the calling key, its own overrides included."""
+
+    max_active_jobs: int = Field(ge=0, description="Queued and running jobs at once; 0: none.")
+    max_priority: int = Field(description="The highest priority the key may ask for.")
+    max_inline_result_bytes: int = Field(
+        description="A larger result (as JSON) is kept as the artifact result.json."
+    )
+    max_body_bytes: int = Field(description="The largest request body; past it, 413.")
+    max_batch: int = Field(description="The most jobs one POST /api/v1/jobs/batch may hold.")
+    rate_limit_per_minute: int = Field(ge=0, description="Requests a minute; 0: no limit.")
+
+
+class Info(BaseModel):
+    """This service's retention policy and the calling key's limits."""
+
+    version: str = Field(description="The HTTP contract's version.")
+    retention: Retention
+    purge_every_s: int = Field(ge=0, description="Seconds between purges; 0: never.")
+    limits: KeyLimits
+
+
 class WorkerList(BaseModel):
     """The worker registry: each worker's pool, device, models, running jobs and tallies."""
 
@@ -152,6 +189,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     JobItems,
     Problem,
     KindList,
+    Info,
     WorkerList,
     Stats,
     ModelList,

@@ -29,7 +29,7 @@ from shared.schema import upgrade
 
 N = int(os.environ.get("BENCH_JOBS", "2000"))
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/12")
-TOKEN = "bench-token"
+TOKEN = "bench-token-of-32-characters-at-least"
 CLIENTS = 8
 PORT = 8765
 
@@ -64,6 +64,7 @@ class Ladder:
             "DATABASE_URL": self.database_url,
             "BROKER_URL": BROKER_URL,
             "LADDER_ADMIN_TOKEN": TOKEN,
+            "LADDER_SECRET_KEY": "bench-secret-key-of-32-characters-at-least",
             **(env or {}),
         }
         self.api = start(processes.api(bind=f"127.0.0.1:{PORT}"), self.env, tmp / "api.log")

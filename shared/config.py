@@ -58,7 +58,8 @@ class Settings:
     admin_token: str | None = field(default=None, repr=False)
     secret_key: str | None = field(default=None, repr=False)
     """Signs the dashboard's session cookie: required by the API, independent of any token
-    (`make run` makes one and keeps it in var/secret-key)."""
+    (`make run` makes one and keeps it in var/secret-key, which is read when the variable is
+    unset)."""
     metrics_token: str | None = field(default=None, repr=False)
     """When set, `/metrics` wants it as a bearer token."""
     trusted_proxies: int = 0
@@ -135,6 +136,10 @@ class Settings:
             if env.get(var):
                 retention[status] = _duration(env, var)
         values["retention"] = retention
+        kept = var_dir / "secret-key"
+        if "secret_key" not in values and kept.is_file():
+            # What `make run` made, so that `flask --app api keys …` beside it needs no variable.
+            values["secret_key"] = kept.read_text().strip()
         values["models_dir"] = Path(env.get("LADDER_MODELS_DIR", str(var_dir / "models")))
         for name, var in [
             ("max_body_bytes", "LADDER_MAX_BODY_BYTES"),

@@ -149,7 +149,12 @@ class Artifact(Base):
 
 class JobTally(Base):
     """Jobs no longer counted from `jobs` (purged, or retried after they ended), by kind and the
-    status they had, so that the metrics' counters never go down."""
+    status they had, so that the metrics' counters never go down.
+
+    A purged job is tallied under the status it ended with, and still counts as submitted and
+    finished. A job retried after it ended is tallied under "retried-" + that status (as
+    "retried-failed"): finished once more, but not submitted again, as its row still counts.
+    See api.metrics and shared.tallies."""
 
     __tablename__ = "job_tallies"
 

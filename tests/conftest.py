@@ -10,6 +10,7 @@ import pytest
 from shared.config import Settings
 from shared.db import Database
 from shared.schema import upgrade
+from tests.support import ADMIN_TOKEN, SECRET_KEY
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +37,12 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 def settings(sqlite_url: str) -> Settings:
     # memory:// is kombu's in-process transport: the API can queue without a Redis.
-    return Settings(database_url=sqlite_url, broker_url="memory://", admin_token="admin-token")
+    return Settings(
+        database_url=sqlite_url,
+        broker_url="memory://",
+        admin_token=ADMIN_TOKEN,
+        secret_key=SECRET_KEY,
+    )
 
 
 @pytest.fixture

@@ -23,7 +23,9 @@ from typing import Any
 import psycopg
 import redis
 from sqlalchemy import select
+from werkzeug.serving import make_server
 
+from api import create_app
 from scripts import processes as commands
 from scripts.run import answers, free_port, start
 from shared.config import Settings
@@ -35,6 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RECONCILE_AFTER = 2
 """Seconds the tests' workers wait before they reconcile (production waits a minute), so
 that a test can see the reconciler at work; it passes every second."""
+PURGE_EVERY = 1
+"""Seconds between the tests' workers' retention purges (production: a minute), so that a test
+can see the periodic purge at work; with the default policy it deletes only jobs a test made
+look days old."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,8 @@ def ladder_env(settings: Settings, **extra: str) -> dict[str, str]:
     }
     if settings.admin_token:
         env["LADDER_ADMIN_TOKEN"] = settings.admin_token
+    if settings.secret_key:
+        env["LADDER_SECRET_KEY"] = settings.secret_key
     return env
 
 
@@ -135,7 +143,11 @@ def start_worker(
 ) -> Worker:
     """A worker of `queue`: `cpu` (prefork), or `cpu.generate` (threads, a batch's worth
     when `concurrency` is None)."""
-    env = {"LADDER_RECONCILE_AFTER": str(RECONCILE_AFTER), **env}
+    env = {
+        "LADDER_RECONCILE_AFTER": str(RECONCILE_AFTER),
+        "LADDER_PURGE_EVERY": str(PURGE_EVERY),
+        **env,
+    }
     argv = commands.worker(queue, name, concurrency, extra=commands.QUICK_START)
     offset = log.stat().st_size if log.exists() else 0  # a restart appends to the same log
     worker = Worker(start(name, host.wrap(argv), ladder_env(settings, **env), log), log, name)
@@ -178,6 +190,21 @@ class ApiServer:
     def kill(self) -> None:
         if self.process is not None:
             _kill_group(self.process, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def served_app(settings: Settings) -> Iterator[str]:
+    """Another API process's worth, in this one: `create_app(settings)` served on a free port
+    of this machine, for a test that needs settings of its own. Yields its URL."""
+    app = create_app(settings)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        app.extensions["ladder"].db.engine.dispose()
 
 
 @dataclass

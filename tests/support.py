@@ -30,8 +30,10 @@ from shared.streams import Redis
 from worker.reconciler import PASSES
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-ADMIN_TOKEN = "tests-admin-token"
-"""The admin token of the Ladders the integration and fault tests start."""
+ADMIN_TOKEN = "tests-admin-token-of-32-characters-at-least"
+"""The admin token of every Ladder the tests start (the API refuses one under 32 characters)."""
+SECRET_KEY = "tests-secret-key-of-32-characters-at-least"
+"""The session key of every Ladder the tests start (LADDER_SECRET_KEY)."""
 
 SLOW = list(range(1, 51))
 """Steps 1 to 50: n = 200,000 takes about a second, n = 1,000,000 five to seven."""

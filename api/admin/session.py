@@ -1,8 +1,11 @@
-"""Signing in to the dashboard: an admin token exchanged for a session cookie, and CSRF."""
+"""Signing in to the dashboard: an admin token exchanged for a session cookie, and CSRF.
+
+No cookie is set before sign-in: a session signed for anyone who asks would let them test
+guesses of the secret key offline. The sign-in form is guarded by a same-origin check instead
+(api.security), and the session, with its CSRF token, begins when an admin signs in."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
@@ -31,14 +34,9 @@ class SessionInterface(SecureCookieSessionInterface):
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    if settings.secret_key:
-        key = settings.secret_key
-    elif settings.admin_token:
-        # Every API process derives the same key, so a session works whichever one answers.
-        key = hashlib.sha256(b"ladder-session:" + settings.admin_token.encode()).hexdigest()
-    else:
-        key = secrets.token_hex(32)  # one process only: set LADDER_SECRET_KEY for several
-    app.secret_key = key
+    # Its own secret, shared by every API process (a session works whichever one answers),
+    # and nothing to do with any token: a cookie must tell nothing about a key.
+    app.secret_key = settings.secret_key
     app.session_interface = SessionInterface()
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
                       SESSION_COOKIE_NAME="ladder_admin")  # fmt: skip

@@ -21,10 +21,11 @@ from sqlalchemy.orm import load_only
 from werkzeug.wrappers import Response as BaseResponse
 
 from api import ratelimit, security, stats, submission
-from api.admin.session import admin_page, check_csrf, csrf_token, current_admin, sign_in
+from api.admin.session import admin_page, csrf_token, current_admin, sign_in
 from api.auth import authenticate
 from api.context import ladder
 from api.events import event_stream
+from api.info import retention_policy
 from api.problems import Problem
 from api.representation import BRIEF_COLUMNS, job_brief, job_json
 from api.requests import parse_submit
@@ -93,7 +94,9 @@ def logout() -> BaseResponse:
 @bp.get("/")
 @admin_page
 def overview() -> str:
-    return render_template("admin/overview.html")
+    settings = ladder().settings
+    return render_template("admin/overview.html", retention=retention_policy(settings),
+                           purge_every=settings.purge_every)  # fmt: skip
 
 
 @bp.get("/jobs")

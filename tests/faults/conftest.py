@@ -14,7 +14,7 @@ from shared.config import Settings
 from shared.db import Database
 from shared.schema import upgrade
 from tests.processes import ApiServer, Cluster, PostgresServer, RedisServer
-from tests.support import ADMIN_TOKEN, Client, need
+from tests.support import ADMIN_TOKEN, SECRET_KEY, Client, need
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +39,7 @@ def cluster(postgres: PostgresServer, tmp_path: Path, tiny_models: Path) -> Iter
         database_url=database_url,
         broker_url=redis.url,
         admin_token=ADMIN_TOKEN,
+        secret_key=SECRET_KEY,
         models_dir=tiny_models,
         default_generate_model="tiny-glm4",
     )

@@ -14,7 +14,7 @@ from shared.db import Database
 from shared.schema import upgrade
 from tests.faults.network import Network, why_not
 from tests.processes import ApiServer, Cluster, PostgresServer, RedisServer
-from tests.support import ADMIN_TOKEN, SLOW, Client, need, wait_for
+from tests.support import ADMIN_TOKEN, SECRET_KEY, SLOW, Client, need, wait_for
 
 
 @pytest.fixture
@@ -33,7 +33,8 @@ def hosts(tmp_path: Path) -> Iterator[tuple[Network, Cluster]]:
         database_url = postgres.create_database(f"hosts_{uuid.uuid4().hex[:8]}")
         upgrade(database_url)
         settings = Settings(database_url=database_url, broker_url=redis.url,
-                            admin_token=ADMIN_TOKEN, models_dir=tmp_path / "models")  # fmt: skip
+                            admin_token=ADMIN_TOKEN, secret_key=SECRET_KEY,
+                            models_dir=tmp_path / "models")  # fmt: skip
         api = ApiServer(settings, tmp_path / "api.log", network.add("api"))
         cluster = Cluster(settings, tmp_path, postgres, redis, api, Client(api.url, ADMIN_TOKEN),
                           Database(database_url))  # fmt: skip

@@ -17,7 +17,7 @@ from api import create_app
 from shared.config import Settings
 from shared.schema import upgrade
 from tests.processes import Stack, start_worker
-from tests.support import ADMIN_TOKEN, Client, need
+from tests.support import ADMIN_TOKEN, SECRET_KEY, Client, need
 
 REDIS = os.environ.get("LADDER_TEST_REDIS", "redis://127.0.0.1:6379")
 POSTGRES = os.environ.get("LADDER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -71,6 +71,7 @@ def stack(
         database_url=database_url,
         broker_url=broker_url,
         admin_token=ADMIN_TOKEN,
+        secret_key=SECRET_KEY,
         models_dir=tiny_models,
         default_generate_model="tiny-glm4",
     )

@@ -47,7 +47,7 @@ def test_make_run_serves_a_job_and_ctrl_c_stops_everything(tmp_path: Path) -> No
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"BROKER_URL", "DATABASE_URL", "LADDER_ADMIN_TOKEN"}
+        if k not in {"BROKER_URL", "DATABASE_URL", "LADDER_ADMIN_TOKEN", "LADDER_SECRET_KEY"}
     }
     env.update(
         PORT=str(port),
@@ -89,6 +89,8 @@ def test_make_run_serves_a_job_and_ctrl_c_stops_everything(tmp_path: Path) -> No
         served = "smollm2-gguf" if gguf_engine_installed() else "smollm2"
         assert said["status"] == "succeeded" and said["result"]["model"] == served
         assert (tmp_path / "var" / "ladder.db").exists()
+        for secret in ("admin-token", "secret-key"):  # made once, readable by their owner only
+            assert (tmp_path / "var" / secret).stat().st_mode & 0o777 == 0o600
         assert sessions_alive(started), "the children should be running now"
     finally:
         os.killpg(make.pid, signal.SIGINT)  # Ctrl-C in make's terminal

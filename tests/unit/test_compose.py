@@ -13,7 +13,7 @@ import yaml
 from tests.support import need
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRETS = {"POSTGRES_PASSWORD": "pw", "LADDER_ADMIN_TOKEN": "token"}
+SECRETS = {"POSTGRES_PASSWORD": "pw", "LADDER_ADMIN_TOKEN": "token", "LADDER_SECRET_KEY": "key"}
 
 
 def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -41,6 +41,7 @@ def test_compose_file_is_valid_and_has_the_services() -> None:
     worker = ["python", "-m", "scripts.processes", "worker", "cpu"]
     assert services["worker-cpu"]["command"] == worker
     assert services["api"]["environment"]["LADDER_ADMIN_TOKEN"] == "token"
+    assert services["api"]["environment"]["LADDER_SECRET_KEY"] == "key"
 
 
 def test_production_services_are_durable_and_the_optional_ones_opt_in() -> None:

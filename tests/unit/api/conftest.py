@@ -11,6 +11,7 @@ from api import create_app
 from api.auth import create_key
 from shared.config import Settings
 from shared.db import Database
+from tests.support import ADMIN_TOKEN
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def admin() -> dict[str, str]:
-    return {"Authorization": "Bearer admin-token"}
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture

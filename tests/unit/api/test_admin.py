@@ -1,4 +1,5 @@
-"""The dashboard's doors: sign-in, cookie flags, CSRF, admins only, and security headers."""
+"""The dashboard's doors: sign-in (no cookie before it, same origin only), cookie flags, CSRF,
+admins only, and security headers."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from flask.testing import FlaskClient
 
 from shared import workers
 from shared.db import Database
-from tests.support import job_count
+from tests.support import ADMIN_TOKEN, job_count
 
 ADMIN_PAGES = ["/admin/", "/admin/jobs", "/admin/workers", "/admin/api/overview", "/admin/api/jobs",
                "/admin/api/workers"]  # fmt: skip
+SAME_ORIGIN = {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}
 
 
 def csrf_of(html: str) -> str:
@@ -25,8 +27,8 @@ def csrf_of(html: str) -> str:
 
 
 def sign_in(client: FlaskClient, token: str) -> object:
-    form = client.get("/admin/login")
-    return client.post("/admin/login", data={"token": token, "csrf": csrf_of(form.text)})
+    # As a browser posts the form: from the page's own origin.
+    return client.post("/admin/login", data={"token": token}, headers=SAME_ORIGIN)
 
 
 def test_pages_send_you_to_sign_in_first(client: FlaskClient) -> None:
@@ -36,7 +38,7 @@ def test_pages_send_you_to_sign_in_first(client: FlaskClient) -> None:
 
 
 def test_an_admin_token_signs_in_to_a_strict_http_only_cookie(client: FlaskClient) -> None:
-    r = sign_in(client, "admin-token")
+    r = sign_in(client, ADMIN_TOKEN)
     assert r.status_code == 302  # type: ignore[attr-defined]
     cookie = r.headers["Set-Cookie"]  # type: ignore[attr-defined]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
@@ -46,10 +48,39 @@ def test_an_admin_token_signs_in_to_a_strict_http_only_cookie(client: FlaskClien
 
 def test_the_cookie_is_secure_over_tls(app: Flask) -> None:
     client = app.test_client()
-    form = client.get("/admin/login", base_url="https://ladder.example")
-    r = client.post("/admin/login", data={"token": "admin-token", "csrf": csrf_of(form.text)},
-                    base_url="https://ladder.example")  # fmt: skip
+    r = client.post("/admin/login", data={"token": ADMIN_TOKEN},
+                    base_url="https://ladder.example",
+                    headers={"Origin": "https://ladder.example"})  # fmt: skip
     assert "Secure" in r.headers["Set-Cookie"]
+
+
+def test_the_login_page_sets_no_cookie_and_a_failed_sign_in_none_either(
+    client: FlaskClient,
+) -> None:
+    page = client.get("/admin/login")
+    assert page.status_code == 200 and "Set-Cookie" not in page.headers
+    assert 'name="csrf"' not in page.text  # nothing signed with the secret key to take away
+    failed = sign_in(client, "ldr_a-guess")
+    assert failed.status_code == 401  # type: ignore[attr-defined]
+    assert "Set-Cookie" not in failed.headers  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+        {"Sec-Fetch-Site": "same-site", "Origin": "http://other.localhost"},
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},  # a sandboxed frame or a data: URL
+        {"Origin": "https://localhost"},  # another scheme is another origin
+    ],
+)
+def test_a_sign_in_form_posted_from_another_site_is_refused(
+    client: FlaskClient, headers: dict[str, str]
+) -> None:
+    r = client.post("/admin/login", data={"token": ADMIN_TOKEN}, headers=headers)
+    assert r.status_code == 403 and r.mimetype == "application/problem+json"
+    assert "Set-Cookie" not in r.headers
 
 
 def test_wrong_and_non_admin_tokens_cannot_sign_in(
@@ -76,14 +107,13 @@ def test_non_admin_tokens_get_403_on_every_admin_route(
 
 
 def test_forms_need_the_csrf_token(client: FlaskClient) -> None:
-    sign_in(client, "admin-token")
+    sign_in(client, ADMIN_TOKEN)
     assert client.post("/admin/jobs/x/cancel").status_code == 403
     assert client.post("/admin/jobs/x/retry", data={"csrf": "forged"}).status_code == 403
-    assert client.post("/admin/login", data={"token": "admin-token"}).status_code == 403
 
 
 def test_pages_carry_security_headers_and_load_nothing_from_elsewhere(client: FlaskClient) -> None:
-    sign_in(client, "admin-token")
+    sign_in(client, ADMIN_TOKEN)
     r = client.get("/admin/")
     assert "default-src 'self'" in r.headers["Content-Security-Policy"]
     assert r.headers["X-Frame-Options"] == "DENY"
@@ -94,9 +124,8 @@ def test_pages_carry_security_headers_and_load_nothing_from_elsewhere(client: Fl
 
 
 def test_sign_in_never_redirects_off_the_dashboard(client: FlaskClient) -> None:
-    form = client.get("/admin/login?next=https://evil.example/")
-    r = client.post("/admin/login?next=https://evil.example/",
-                    data={"token": "admin-token", "csrf": csrf_of(form.text)})  # fmt: skip
+    r = client.post("/admin/login?next=https://evil.example/", data={"token": ADMIN_TOKEN},
+                    headers=SAME_ORIGIN)  # fmt: skip
     assert r.headers["Location"] == "/admin/"
 
 
@@ -124,7 +153,7 @@ def test_workers_go_offline_after_three_missed_beats(
 
 
 def test_jobs_can_be_submitted_from_the_dashboard(client: FlaskClient, db: Database) -> None:
-    sign_in(client, "admin-token")
+    sign_in(client, ADMIN_TOKEN)
     csrf = csrf_of(client.get("/admin/jobs").text)
     bad = client.post("/admin/jobs", data={"kind": "stairs", "params": '{"n": -1}', "csrf": csrf})
     assert bad.status_code == 422 and "params.n" in bad.text
@@ -144,7 +173,7 @@ def test_a_jobs_event_stream_on_the_dashboard_runs_to_its_end(
         "/api/v1/jobs", json={"kind": "stairs", "params": {"n": 2}}, headers=user
     ).get_json()
     client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=user)
-    sign_in(client, "admin-token")
+    sign_in(client, ADMIN_TOKEN)
     r = client.get(f"/admin/jobs/{job['id']}/events")
     assert r.mimetype == "text/event-stream"
     body = r.get_data(as_text=True)

@@ -104,7 +104,8 @@ def test_the_kinds_list_shows_both_modes_and_the_limits(client: FlaskClient) -> 
 def test_the_api_never_imports_torch() -> None:
     code = (
         "import sys; from api import create_app; from shared.config import Settings; "
-        "app = create_app(Settings(database_url='sqlite://', broker_url='memory://')); "
+        "app = create_app(Settings(database_url='sqlite://', broker_url='memory://', "
+        "secret_key='x' * 32)); "
         "app.test_client().get('/api/v1/kinds'); "
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'"
     )

@@ -21,7 +21,7 @@ from shared.config import Settings
 from shared.db import Database
 from shared.kinds import generate as generate_kind
 from shared.model_registry import UnknownModel, resolve
-from tests.support import job_count
+from tests.support import ADMIN_TOKEN, job_count
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def app(settings: Settings, models: Path) -> Iterator[Flask]:
 
 def submit(client: FlaskClient, params: dict[str, Any], **extra: Any) -> Any:
     return client.post("/api/v1/jobs", json={"kind": "generate", "params": params, **extra},
-                       headers={"Authorization": "Bearer admin-token"})  # fmt: skip
+                       headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ def test_a_bad_gguf_file_is_refused_with_its_reason_and_nothing_is_queued(
 
 
 def test_a_bad_gguf_file_is_left_out_of_the_model_list(app: Flask) -> None:
-    listed = app.test_client().get("/v1/models", headers={"Authorization": "Bearer admin-token"})
+    listed = app.test_client().get("/v1/models", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert [m["id"] for m in listed.get_json()["data"]] == ["good"]
 
 

@@ -14,9 +14,9 @@ from api import create_app
 from shared.config import Settings
 from shared.db import Database
 from shared.models import ApiKey
-from tests.support import job_count
+from tests.support import ADMIN_TOKEN, job_count
 
-ADMIN = {"Authorization": "Bearer admin-token"}
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def submit(client: FlaskClient, headers: dict[str, str], body: Any, **kw: Any) -> Any:
@@ -123,7 +123,7 @@ def test_malformed_bodies_get_clear_4xx(
 
 
 @pytest.mark.parametrize(
-    "header", [None, "Bearer", "Bearer wrong", "Basic YWRtaW46YWRtaW4=", "admin-token"]
+    "header", [None, "Bearer", "Bearer wrong", "Basic YWRtaW46YWRtaW4=", ADMIN_TOKEN]
 )
 def test_no_or_bad_token_is_401(client: FlaskClient, header: str | None, db: Database) -> None:
     headers = {"Authorization": header} if header else {}
