@@ -65,6 +65,8 @@ class Ladder:
             "BROKER_URL": BROKER_URL,
             "LADDER_ADMIN_TOKEN": TOKEN,
             "LADDER_SECRET_KEY": "bench-secret-key-of-32-characters-at-least",
+            # The bench queues BENCH_JOBS (2,000) at once on one key: past the default quota.
+            "LADDER_MAX_ACTIVE_JOBS_PER_KEY": "0",
             **(env or {}),
         }
         self.api = start(processes.api(bind=f"127.0.0.1:{PORT}"), self.env, tmp / "api.log")
