@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import click
 from flask import Flask
 from sqlalchemy.exc import DBAPIError
 
@@ -53,7 +54,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         admin.bp,
     ):
         app.register_blueprint(blueprint)
-    if settings.admin_token:
+    # Not for `flask --app api keys …`: a shell with another LADDER_ADMIN_TOKEN would revoke
+    # the serving API's admin key and seed one that no server knows.
+    if settings.admin_token and click.get_current_context(silent=True) is None:
         try:
             seed_admin_key(app.extensions["ladder"].db, settings.admin_token)
         except DBAPIError as exc:

@@ -122,6 +122,8 @@ def seed_admin_key(db: Database, token: str) -> None:
             if found.revoked_at is not None:
                 log.warning("LADDER_ADMIN_TOKEN is the token of revoked key %r: set a new one, "
                             "or no admin key is seeded", found.name)  # fmt: skip
+            elif found.seeded:
+                _revoke_other_seeded(db, found.id)
             return
         try:
             _seed(db, digest)
@@ -129,6 +131,20 @@ def seed_admin_key(db: Database, token: str) -> None:
         except IntegrityError:
             if attempt == 2:
                 raise
+
+
+def _revoke_other_seeded(db: Database, current: int) -> None:
+    """Revoke live seeded keys but the current one: those an upgrade from before seeded keys
+    were marked found live (every earlier token's). Normally it changes nothing."""
+    with db.session() as session:
+        stale = session.execute(
+            update(ApiKey)
+            .where(ApiKey.seeded.is_(True), ApiKey.revoked_at.is_(None), ApiKey.id != current)
+            .values(revoked_at=utcnow())
+        )
+    count = stale.rowcount  # type: ignore[attr-defined]
+    if count:
+        log.warning("revoked %d admin keys of earlier LADDER_ADMIN_TOKEN values", count)
 
 
 def _seed(db: Database, digest: str) -> None:

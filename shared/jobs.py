@@ -118,11 +118,12 @@ def _create(
             if max_active > 0:
                 _check_quota(session, news[0].owner, len(news), max_active)
             session.add_all(made)
-    except IntegrityError:
-        if key is None or digest is None:
-            raise
-        # Another request with the same Idempotency-Key committed first.
-        existing = _by_idempotency_key(db, news[0].owner, key, digest)
+    except (IntegrityError, QuotaExceeded):
+        # A request with the same Idempotency-Key committed first: its jobs are the answer
+        # (and they, not this request, may be what filled the quota).
+        existing = None
+        if key is not None and digest is not None:
+            existing = _by_idempotency_key(db, news[0].owner, key, digest)
         if existing is None:
             raise
         return existing, False
@@ -138,7 +139,7 @@ def _check_quota(session: Session, owner: int, adding: int, limit: int) -> None:
     session.execute(
         update(ApiKey)
         .where(ApiKey.id == owner)
-        .values(last_used_at=utcnow())
+        .values(max_active_jobs=ApiKey.max_active_jobs)  # changes nothing: only the lock counts
         .execution_options(synchronize_session=False)
     )
     active = session.scalar(
@@ -288,23 +289,19 @@ def finish(
             started_at=started_at,
             summary=summary,
         )
-        if not ended:
-            return False
-        for name, (content_type, data) in (artifacts or {}).items():
-            session.add(
-                Artifact(
-                    job_id=job_id,
-                    name=name,
-                    content_type=content_type,
-                    size=len(data),
-                    data=data,
-                )
-            )
-        return True
+        if ended:
+            _add_artifacts(session, job_id, artifacts or {})
+        return ended
 
 
-def keep_partial_result(db: Database, job_id: str, result: dict[str, Any]) -> bool:
-    """Attach what a cancelled job had made when it stopped; the status stays `cancelled`."""
+def keep_partial_result(
+    db: Database,
+    job_id: str,
+    result: dict[str, Any],
+    artifacts: dict[str, tuple[str, bytes]] | None = None,
+) -> bool:
+    """Attach what a cancelled job had made when it stopped, with its files (result.json for a
+    large result, which the result points to); the status stays `cancelled`."""
     with db.session() as session:
         done = session.execute(
             update(Job)
@@ -312,7 +309,17 @@ def keep_partial_result(db: Database, job_id: str, result: dict[str, Any]) -> bo
             .values(result=result)
             .execution_options(synchronize_session=False)
         )
-        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+        kept = bool(done.rowcount == 1)  # type: ignore[attr-defined]
+        if kept:
+            _add_artifacts(session, job_id, artifacts or {})
+        return kept
+
+
+def _add_artifacts(session: Session, job_id: str, artifacts: dict[str, tuple[str, bytes]]) -> None:
+    for name, (content_type, data) in artifacts.items():
+        session.add(
+            Artifact(job_id=job_id, name=name, content_type=content_type, size=len(data), data=data)
+        )
 
 
 def retry(db: Database, job_id: str) -> bool:

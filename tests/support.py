@@ -208,3 +208,11 @@ def drive(base_url: str, tokens: list[str], jobs: int) -> Drive:
             total.statuses.update(seen.statuses)
             total.accepted.extend(seen.accepted)
     return total
+
+
+def early_in_a_minute(needed: float = 20) -> None:
+    """Wait, if need be, until at least `needed` seconds of this calendar minute are left: the
+    per-minute limits (api.ratelimit) start counting again at each minute's turn."""
+    left = 60 - time.time() % 60
+    if left < needed:
+        time.sleep(left + 0.1)

@@ -103,7 +103,7 @@ def _attempt(
     )  # fmt: skip
     if not done:
         # Cancelled while it ran: keep what it made (a generation's text so far) on the row.
-        kept = jobs.keep_partial_result(db, job_id, outcome.result)
+        kept = jobs.keep_partial_result(db, job_id, outcome.result, outcome.artifacts)
         log.info("job %s was cancelled while running (partial result kept: %s)", job_id, kept)
         return JobStatus.CANCELLED
     return JobStatus.SUCCEEDED

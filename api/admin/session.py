@@ -6,6 +6,7 @@ guesses of the secret key offline. The sign-in form is guarded by a same-origin 
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
@@ -65,11 +66,14 @@ def sign_in(token: str) -> Caller | None:
     if caller.is_admin:
         session.clear()
         session["key_id"] = key.id
+        session["credential"] = _credential(key)
         csrf_token()
     return caller
 
 
 def current_admin() -> Caller | None:
+    """The signed-in admin; None once the key is revoked, no longer an admin's, or rotated
+    (a session begun with a leaked token must end when the token is replaced)."""
     key_id = session.get("key_id")
     if key_id is None:
         return None
@@ -78,7 +82,16 @@ def current_admin() -> Caller | None:
     if key is None or key.revoked_at is not None or not key.is_admin:
         session.clear()
         return None
+    if not hmac.compare_digest(session.get("credential", ""), _credential(key)):
+        session.clear()
+        return None
     return Caller.of(key)
+
+
+def _credential(key: ApiKey) -> str:
+    """Which token of the key the session began with: a hash of its hash, so that the cookie
+    tells nothing that the database does not keep to itself."""
+    return hashlib.sha256(b"ladder-session:" + key.token_hash.encode()).hexdigest()[:32]
 
 
 def admin_page(view: F) -> F:

@@ -7,7 +7,9 @@ Revises: 0003
 Create Date: 2026-12-06
 
 Live keys that share a name (allowed before) keep working: all but the newest are renamed
-`NAME-ID`. A live admin key named `admin` is taken to be the one seeded from LADDER_ADMIN_TOKEN.
+`NAME-ID`. Live admin keys named `admin` are taken to be seeded from LADDER_ADMIN_TOKEN (each
+change of the variable made one, and none was revoked): the API's next start revokes every one
+but the current token's. A key made by hand and named `admin` cannot be told from them.
 """
 
 from collections.abc import Sequence
@@ -29,10 +31,12 @@ def upgrade() -> None:
         batch.add_column(sa.Column("max_active_jobs", sa.Integer, nullable=True))
         batch.add_column(sa.Column("max_priority", sa.Integer, nullable=True))
         batch.add_column(sa.Column("seeded", sa.Boolean, nullable=False, server_default=sa.false()))
-    _rename_duplicate_names()
+    # Before the renaming: every earlier LADDER_ADMIN_TOKEN left a live key named admin, and
+    # the next start revokes all but the current one (api.keys.seed_admin_key).
     op.execute(
         "UPDATE api_keys SET seeded = TRUE WHERE name = 'admin' AND is_admin AND revoked_at IS NULL"
     )
+    _rename_duplicate_names()
     op.create_index(
         "uq_api_keys_live_name",
         "api_keys",

@@ -91,3 +91,17 @@ def stack(
         worker.stop()
         server.shutdown()
         app.extensions["ladder"].db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def forget_failed_authentications(request: pytest.FixtureRequest) -> None:
+    """Every test here calls from 127.0.0.1: the 401s one test provokes on purpose (a revoked
+    key) must not count against the next test's address (LADDER_AUTH_FAILURES_PER_MINUTE)."""
+    if "stack" not in request.fixturenames:
+        return
+    stack: Stack = request.getfixturevalue("stack")
+    client = redis.Redis.from_url(stack.settings.broker_url)
+    names = list(client.scan_iter("ladder:authfail:*"))
+    if names:
+        client.delete(*names)
+    client.close()

@@ -340,3 +340,19 @@ def test_a_dump_of_the_database_holds_no_token(stack: Stack) -> None:
     for token in (ADMIN_TOKEN, first, rotated):
         for secret in (token, token[4:20], token[-16:]):
             assert secret not in text, secret
+
+
+def test_the_cli_in_a_shell_with_another_admin_token_changes_no_key(stack: Stack) -> None:
+    """Only a serving API seeds: an operator's shell holding some other LADDER_ADMIN_TOKEN must
+    not revoke the admin key the API serves with."""
+    other = "x" * 40
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "api", "keys", "list"],
+        env={**ladder_env(stack.settings), "LADDER_ADMIN_TOKEN": other},
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    db = Database(stack.settings.database_url)
+    with db.session() as s:
+        assert s.scalars(select(ApiKey).where(ApiKey.token_hash == hash_token(other))).all() == []
+    db.engine.dispose()
+    assert jobs_status(stack, ADMIN_TOKEN) == 200

@@ -21,7 +21,7 @@ from scripts.run import free_port
 from shared.config import Settings
 from shared.db import Database
 from tests.processes import Stack, ladder_env, served_app
-from tests.support import ADMIN_TOKEN, Client, Reply, job_count
+from tests.support import ADMIN_TOKEN, Client, Reply, early_in_a_minute, job_count
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,6 +123,7 @@ def test_eleven_bad_tokens_from_one_address_lock_it_out_of_every_api_process(
     assert limit == 10  # the default
     with served(stack.settings) as base:
         guesser = Client(base)
+        early_in_a_minute()
         for n in range(limit):
             assert guesser.call("GET", "/api/v1/jobs", headers=bad(n)).status == 401
         refused = guesser.call("GET", "/api/v1/jobs", headers=bad(limit))
@@ -152,6 +153,7 @@ def test_forwarded_headers_count_only_from_trusted_proxies(stack: Stack) -> None
         assert signed_in.status == 302 and "; Secure" in signed_in.headers["Set-Cookie"]
         client = Client(base)
         guesser = {"X-Forwarded-For": "203.0.113.9"}
+        early_in_a_minute()
         for n in range(proxied.auth_failures_per_minute + 1):
             client.call("GET", "/api/v1/jobs", headers={**bad(n), **guesser})
         assert client.call("GET", "/api/v1/jobs", headers={**good(), **guesser}).status == 429
@@ -163,6 +165,7 @@ def test_forwarded_headers_count_only_from_trusted_proxies(stack: Stack) -> None
         signed_in = post_form(base, "/admin/login", {"token": ADMIN_TOKEN}, same)
         assert signed_in.status == 302 and "Secure" not in signed_in.headers["Set-Cookie"]
         client = Client(base)
+        early_in_a_minute()
         for n in range(stack.settings.auth_failures_per_minute + 1):
             # A new address named each time is still the one this client sends from.
             client.call("GET", "/api/v1/jobs", headers={**bad(n), "X-Forwarded-For": f"10.0.0.{n}"})

@@ -10,6 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from api import keys
 from api.auth import create_key
 from shared.config import Settings
 from shared.db import Database
@@ -125,3 +126,13 @@ def test_other_keys_cannot_see_or_revoke_keys(
     assert key_named(db, "admin").revoked_at is None
     assert client.get("/admin/keys").status_code == 302
     assert client.post(f"/admin/keys/{admin_id}/revoke", data={"confirm": "yes"}).status_code == 401
+
+
+def test_rotating_a_key_ends_the_sessions_it_began(client: FlaskClient, db: Database) -> None:
+    token = create_key(db, "ops", admin=True)
+    sign_in(client, token)
+    assert client.get("/admin/api/jobs").status_code == 200
+    new = keys.rotate(db, "ops")
+    assert client.get("/admin/api/jobs").status_code == 401  # the leaked token's session is over
+    sign_in(client, new)
+    assert client.get("/admin/api/jobs").status_code == 200

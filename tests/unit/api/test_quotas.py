@@ -11,10 +11,11 @@ import fakeredis
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from api import create_app
 from api.auth import create_key
+from shared import jobs
 from shared.config import Settings
 from shared.db import Database
 from shared.models import ApiKey, Job, JobStatus
@@ -118,3 +119,25 @@ def test_a_key_may_have_a_quota_of_its_own(client: FlaskClient, db: Database) ->
     codes = [client.post("/api/v1/jobs", json=stairs(), headers=headers).status_code
              for _ in range(LIMIT + 3)]  # fmt: skip
     assert codes == [202] * (LIMIT + 2) + [429]
+
+
+def test_a_replay_racing_its_first_request_at_the_quota_gets_the_job(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replay looked for its key before the first request committed; the first request's
+    job then filled the quota. The replay's answer is that job, not a 429."""
+    create_key(db, "racer")
+    with db.session() as s:
+        owner = s.scalars(select(ApiKey.id).where(ApiKey.name == "racer")).one()
+    new = jobs.NewJob(owner, "stairs", {"n": 3}, 5, "auto", "cpu")
+    first, _ = jobs.create(db, new, {"n": 3}, "same", max_active=1)
+    looked = jobs._by_idempotency_key
+    calls: list[object] = []
+
+    def too_early(*args: Any) -> Any:
+        calls.append(args)
+        return None if len(calls) == 1 else looked(*args)
+
+    monkeypatch.setattr(jobs, "_by_idempotency_key", too_early)
+    again, created = jobs.create(db, new, {"n": 3}, "same", max_active=1)
+    assert (again.id, created) == (first.id, False) and job_count(db) == 1

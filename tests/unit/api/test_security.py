@@ -4,6 +4,7 @@ failed-authentication limit per client address, and the proxies whose headers it
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Iterator
 
 import fakeredis
@@ -14,7 +15,7 @@ from flask.testing import FlaskClient
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from api import create_app
+from api import create_app, ratelimit
 from shared.config import Settings
 from shared.db import Database
 from tests.support import ADMIN_TOKEN, job_count
@@ -26,6 +27,13 @@ LIMIT = 3
 
 def bad(n: int) -> dict[str, str]:
     return {"Authorization": f"Bearer ldr_guess-{n}"}
+
+
+@pytest.fixture(autouse=True)
+def one_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The limits count calendar minutes: a test that crossed into the next one would see its
+    count start again. Mid-minute, always."""
+    monkeypatch.setattr(ratelimit, "time", types.SimpleNamespace(time=lambda: 1_800_000_030.0))
 
 
 @pytest.fixture

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+from shared import jobs
+from shared.db import Database
 from shared.kinds import Outcome
+from tests.support import add_job
 from worker.results import bound
 
 
@@ -30,3 +33,13 @@ def test_a_large_result_becomes_result_json_and_the_row_keeps_its_scalars() -> N
         "result_bytes": len(data),
     }
     assert len(json.dumps(outcome.result)) < 4_096
+
+
+def test_a_job_cancelled_while_running_keeps_a_large_partial_result_whole(db: Database) -> None:
+    job_id = add_job(db, kind="generate", params={"prompt": "hi"}, status="running")
+    assert jobs.cancel(db, job_id)
+    partial = bound(Outcome(result={"text": "x" * 10_000, "finish_reason": "cancelled"}), 1_000)
+    assert jobs.keep_partial_result(db, job_id, partial.result, partial.artifacts)
+    kept = jobs.find_artifact(db, job_id, "result.json")
+    assert kept is not None and json.loads(kept.data)["text"] == "x" * 10_000
+    assert jobs.find(db, job_id).result["artifact"] == "result.json"  # type: ignore[union-attr]
