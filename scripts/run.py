@@ -10,6 +10,7 @@ set. Ctrl-C or SIGTERM stops every process it started.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import signal
@@ -76,6 +77,16 @@ def answers(url: str) -> bool:
         return False
 
 
+def on_loopback(host: str) -> bool:
+    """Whether HOST is this machine's loopback only (127.0.0.1, ::1, localhost)."""
+    try:
+        return all(
+            ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None)
+        )
+    except (OSError, ValueError):
+        return False
+
+
 def admin_token(var: Path, env: dict[str, str]) -> str:
     """LADDER_ADMIN_TOKEN, or one made once and kept in var/admin-token (mode 600)."""
     return env.get("LADDER_ADMIN_TOKEN") or kept_secret(var / "admin-token", "ldr_")
@@ -116,6 +127,8 @@ def main() -> int:
     env.setdefault("DATABASE_URL", f"sqlite:///{var}/ladder.db")
     # Said outright, so that gunicorn.conf.py listens where the printed URL points.
     host, port = env.setdefault("HOST", "127.0.0.1"), env.setdefault("PORT", "8000")
+    if on_loopback(host):
+        env["LADDER_LOCAL_ONLY"] = "1"  # a short admin token is then only warned about
     processes: list[subprocess.Popen[bytes]] = []
     try:
         print("Ladder: starting")

@@ -64,6 +64,9 @@ class Settings:
     """When set, `/metrics` wants it as a bearer token."""
     trusted_proxies: int = 0
     """Proxies in front of the API whose X-Forwarded-For/-Proto/-Host are believed."""
+    local_only: bool = False
+    """The API listens on this machine's loopback only (`make run` says so): a short admin
+    token is then taken, with a warning, instead of refused."""
     auth_failures_per_minute: int = 10
     """Failed sign-ins and unknown bearer tokens one client address may send a minute."""
     retention: Mapping[str, int] = field(default_factory=default_retention)
@@ -165,6 +168,8 @@ class Settings:
         if env.get("LADDER_TRUST_REMOTE_CODE"):
             names = env["LADDER_TRUST_REMOTE_CODE"].split(",")
             values["trust_remote_code"] = frozenset(n.strip() for n in names if n.strip())
+        if env.get("LADDER_LOCAL_ONLY"):
+            values["local_only"] = env["LADDER_LOCAL_ONLY"].lower() in ("1", "true", "yes")
         if env.get("LADDER_TASK_EVENTS"):
             values["task_events"] = env["LADDER_TASK_EVENTS"].lower() in ("1", "true", "yes")
         if env.get("LADDER_DEFAULT_GENERATE_MODEL"):

@@ -175,3 +175,14 @@ def test_a_client_is_no_browser_when_it_sends_neither_origin_nor_fetch_metadata(
 ) -> None:
     r = client.post("/admin/login", data={"token": ADMIN_TOKEN})
     assert r.status_code == 302 and "Set-Cookie" in r.headers
+
+
+def test_a_short_admin_token_is_only_warned_about_when_the_api_listens_on_loopback(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    short = dataclasses.replace(settings, admin_token="abc")
+    with pytest.raises(RuntimeError, match="LADDER_ADMIN_TOKEN"):
+        create_app(short)
+    app = create_app(dataclasses.replace(short, local_only=True))  # as `make run` on 127.0.0.1
+    assert "loopback only" in caplog.text
+    app.extensions["ladder"].db.engine.dispose()
