@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,13 +82,18 @@ def test_jobs_spread_over_worker_hosts_and_survive_one_cut_off(
 
 
 def _workers(cluster: Cluster) -> list[dict[str, object]]:
-    """The workers as the API lists them, checked against the dashboard's own feed."""
-    lists = []
-    for path in ("/api/v1/workers", "/admin/api/workers"):
-        reply = cluster.client.call("GET", path)
-        assert reply.status == 200, path
-        lists.append(reply.json()["items"])
-    api, dashboard = ({(w["name"], w["state"]) for w in items} for items in lists)
+    """The workers as the API lists them, checked against the dashboard's own feed. A worker
+    that joins or goes offline between the two reads makes them differ: read both again."""
+    for _ in range(20):
+        lists = []
+        for path in ("/api/v1/workers", "/admin/api/workers"):
+            reply = cluster.client.call("GET", path)
+            assert reply.status == 200, path
+            lists.append(reply.json()["items"])
+        api, dashboard = ({(w["name"], w["state"]) for w in items} for items in lists)
+        if api == dashboard:
+            break
+        time.sleep(0.1)
     assert api == dashboard
     items: list[dict[str, object]] = lists[0]
     return items
