@@ -2,8 +2,8 @@
 
 A follower blocks on the job's stream (shared/streams.py), where workers, cancels and retries
 write a `status` entry after each change of the row, and runners their own entries (`token`,
-`stage`). The row is read when the follow starts, when a status says the job has ended, and,
-in case that entry was lost (a Redis restart), after every CHECK_EVERY quiet reads.
+`stage`, `progress`). The row is read when the follow starts, when a status says the job has
+ended, and, in case that entry was lost (a Redis restart), after every CHECK_EVERY quiet reads.
 """
 
 from __future__ import annotations

@@ -30,4 +30,4 @@ def run(params: AttentionParams, context: RunContext) -> Outcome:
     loaded = cache(settings.model_cache_bytes).get(entry, f"encoder:{device}", loader)
     plan = {"device": "gpu" if device == "cuda" else "cpu", "dtype": "fp32"}
     context.hold_model(entry.name, {"purpose": "attention", "plan": plan, "bytes": loaded.nbytes})
-    return analyse_text(spec, loaded, settings)
+    return analyse_text(spec, loaded, settings, context.progress)

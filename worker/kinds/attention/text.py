@@ -8,8 +8,11 @@ it actually contributes through the head's value and output projections.
 from __future__ import annotations
 
 import io
+import threading
 import time
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import version
 from typing import Any
 
@@ -29,8 +32,15 @@ from worker.kinds.attention.stats import (
     top_attended,
 )
 from worker.model_cache import Loaded, ModelError
+from worker.progress import Report, ignore
 
 RESIDUAL = 0.5
+FORWARD_SHARE = 0.4
+"""How much of a text job the forward pass is, reported layer by layer as each one ends."""
+STAGES = {"statistics": 0.42, "heatmap": 0.8, "rollout": 0.9, "matrices": 0.95}
+"""How much of the job is done as each later stage begins. Measured on MiniLM, 128 tokens, on
+a CPU: the forward pass about 40 % of the time, the statistics (with the norm-based view) 40 %,
+the heatmap 8 %, the rest the rollout and the result."""
 
 
 def is_punctuation(token: str) -> bool:
@@ -38,8 +48,11 @@ def is_punctuation(token: str) -> bool:
     return bool(text) and all(unicodedata.category(c).startswith("P") for c in text)
 
 
-def analyse_text(params: TextAttention, loaded: Loaded, settings: Settings) -> Outcome:
-    """The result of a text-mode job (see DESIGN.md's result shapes)."""
+def analyse_text(
+    params: TextAttention, loaded: Loaded, settings: Settings, report: Report = ignore
+) -> Outcome:
+    """The result of a text-mode job (see DESIGN.md's result shapes); `report` hears of each
+    layer the forward pass leaves behind, then of each stage of the analysis."""
     started = time.perf_counter()
     tokenizer, model = loaded.tokenizer, loaded.model
     encoding = tokenizer(
@@ -53,7 +66,7 @@ def analyse_text(params: TextAttention, loaded: Loaded, settings: Settings) -> O
     full_length = len(tokenizer(params.text, params.text_pair)["input_ids"])
     special = encoding.pop("special_tokens_mask")[0].numpy().astype(bool)
     encoding = encoding.to(model.device)
-    with torch.inference_mode():
+    with torch.inference_mode(), _layers_reported(model, report):
         output = model(**encoding, output_attentions=True, output_hidden_states=True)
     forward_seconds = time.perf_counter() - started
     if not output.attentions or output.attentions[0] is None:
@@ -73,6 +86,7 @@ def analyse_text(params: TextAttention, loaded: Loaded, settings: Settings) -> O
     )
     queries = ~special if params.exclude_special and (~special).any() else np.ones(size, bool)
     candidates = ~special if params.exclude_special else np.ones(size, bool)
+    report(STAGES["statistics"], "statistics")
     norms = value_norms(model, output.hidden_states, heads)
 
     stats = head_stats(attentions, flags, queries)  # each (layers, heads)
@@ -111,6 +125,7 @@ def analyse_text(params: TextAttention, loaded: Loaded, settings: Settings) -> O
     else:
         best_layer, best_head = np.unravel_index(np.argmax(stats["confidence"]), (layers, heads))
         focus = (int(best_layer), int(best_head), "the most focused head (highest confidence)")
+    report(STAGES["heatmap"], "heatmap")
     png = render_heatmap(
         attentions[focus[0], focus[1]],
         tokens,
@@ -118,6 +133,7 @@ def analyse_text(params: TextAttention, loaded: Loaded, settings: Settings) -> O
     )
     artifacts = {"heatmap.png": ("image/png", png)}
 
+    report(STAGES["rollout"], "rollout")
     result: dict[str, Any] = {
         "model": loaded.entry.name,
         "model_info": {
@@ -143,6 +159,7 @@ def analyse_text(params: TextAttention, loaded: Loaded, settings: Settings) -> O
         "heatmap": {"layer": focus[0], "head": focus[1], "why": focus[2]},
     }
     if params.return_matrices:
+        report(STAGES["matrices"], "matrices")
         pairs = [(layer, head) for layer in chosen_layers for head in chosen_heads]
         limits: AttentionLimits = KIND.limits(settings)
         if size <= limits.inline_tokens and len(pairs) <= limits.inline_pairs:
@@ -166,6 +183,41 @@ def analyse_text(params: TextAttention, loaded: Loaded, settings: Settings) -> O
         "analysis_s": round(time.perf_counter() - started - forward_seconds, 4),
     }
     return Outcome(result=result, artifacts=artifacts)
+
+
+@contextmanager
+def _layers_reported(model: Any, report: Report) -> Iterator[None]:
+    """Report each of the model's layers as the forward pass leaves it, while the block runs.
+
+    The model is the cache's, shared by whatever else runs in this process: the hooks only
+    speak for the thread that set them, and go when the block ends."""
+    stack = _layer_stack(model) if report is not ignore else []
+    owner = threading.get_ident()
+
+    def hook(index: int) -> Any:
+        def done(*_: Any) -> None:
+            if threading.get_ident() == owner:
+                fraction = FORWARD_SHARE * (index + 1) / len(stack)
+                report(fraction, "forward", layer=index, layers=len(stack))
+
+        return done
+
+    handles = [layer.register_forward_hook(hook(i)) for i, layer in enumerate(stack)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _layer_stack(model: Any) -> list[Any]:
+    """The model's transformer layers, in order: the first module list as long as its config's
+    layer count (BERT's `encoder.layer`, GPT-2's `h`, Llama's `layers`); none if it has none."""
+    count = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
+            return list(module)
+    return []
 
 
 def value_norms(model: Any, hidden_states: Any, heads: int) -> Array | None:

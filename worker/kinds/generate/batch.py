@@ -30,11 +30,14 @@ from redis.exceptions import RedisError
 from shared.kinds.generate import GenerateParams
 from worker.context import RunContext
 from worker.kinds.generate.sampling import Sampler
+from worker.progress import EVENT_SECONDS
 
 log = logging.getLogger(__name__)
 
 IDLE_SECONDS = 5.0
 """An engine's thread ends after this long with nothing to do (a new job starts another)."""
+REPORT_SECONDS: float | None = EVENT_SECONDS
+"""How often a job's thread reports its tokens: as often as a `progress` event may go out."""
 
 
 class TextStream:
@@ -118,6 +121,14 @@ class Sequence:
             return self._end("timeout")
         return False
 
+    def report_progress(self) -> None:
+        """Tell the job's followers and row how many of its tokens it has. Called from the
+        job's own thread, which reads what the engine's appends (a list's length is atomic)."""
+        made = len(self.completion)
+        if made:
+            self.context.progress(made / self.limit, "generating", tokens=made,
+                                  max_tokens=self.limit)  # fmt: skip
+
     def fail(self, error: BaseException) -> None:
         self.error = error
         self._end("error")
@@ -155,14 +166,17 @@ class Engine:
         self._rows: list[Sequence] = []
 
     def run(self, sequence: Sequence) -> None:
-        """Generate until the sequence ends; raises what ended it badly (its time limit, say)."""
+        """Generate until the sequence ends; raises what ended it badly (its time limit, say).
+        The caller's thread, idle meanwhile, reports the job's progress: the engine's thread,
+        which every job of the batch waits on, spends nothing on it."""
         with self._lock:
             self._inbox.put(sequence)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="ladder-generate",
                                                  daemon=True)  # fmt: skip
                 self._thread.start()
-        sequence.done.wait()
+        while not sequence.done.wait(REPORT_SECONDS):
+            sequence.report_progress()
         if sequence.error is not None:
             raise sequence.error
 
