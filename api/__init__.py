@@ -19,6 +19,7 @@ from api import (
     openapi,
     problems,
     security,
+    webhooks,
 )
 from api.admin import session
 from api.context import Ladder
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         openapi.bp,
         cli.bp,
         admin.bp,
+        webhooks.bp,
     ):
         app.register_blueprint(blueprint)
     # Not for `flask --app api keys …`: a shell with another LADDER_ADMIN_TOKEN would revoke

@@ -90,12 +90,13 @@ def revoke(name: str) -> None:
 @click.argument("name")
 def rotate(name: str) -> None:
     """Give the live key NAME a new token and print it; the old token gets 401 within 5 s.
-    The key keeps its name, limits and jobs."""
+    The key keeps its name, limits and jobs; its webhook secret is made anew."""
     try:
         token = keys.rotate(ladder().db, name)
     except keys.KeyRefused as refused:
         raise click.ClickException(str(refused)) from None
-    click.echo(f"rotated key {name!r}; the old token is refused {LATENCY}; the new token "
+    click.echo(f"rotated key {name!r}; the old token is refused {LATENCY}, and the key's "
+               "webhook secret is new too (GET /api/v1/webhook-secret); the new token "
                "(shown once):", err=True)  # fmt: skip
     click.echo(token)
 

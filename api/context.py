@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from shared import streams
+from shared import streams, webhooks
 from shared.config import Settings
 from shared.db import Database
 from shared.producer import Producer
 from shared.streams import Redis
+from shared.webhooks import Resolver
 
 REDIS_CONNECTIONS = 10_000
 """Redis connections one API process may open: above its most waiting clients (Redis itself
@@ -23,6 +24,8 @@ class Ladder:
     db: Database
     producer: Producer
     _redis: Redis | None = None
+    resolve: Resolver = webhooks.resolve
+    """Host names to addresses, for callback URLs (the unit tests' has no network)."""
 
     @property
     def redis(self) -> Redis:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from api.auth import hash_token, new_token
 from shared.db import Database
-from shared.models import ApiKey, utcnow
+from shared.models import ApiKey, new_webhook_secret, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,8 @@ def revoke(db: Database, key_id: int) -> bool:
 
 
 def rotate(db: Database, name: str) -> str:
-    """Give the live key NAME a new token and return it; the old one stops working.
+    """Give the live key NAME a new token (and webhook secret) and return it; the old one stops
+    working.
 
     The row stays, so the key's jobs, limits and name stay with it."""
     key = live_key(db, name)
@@ -98,7 +99,8 @@ def rotate(db: Database, name: str) -> str:
         done = session.execute(
             update(ApiKey)
             .where(ApiKey.id == key.id, ApiKey.revoked_at.is_(None))
-            .values(token_hash=hash_token(token))
+            # Whoever held the old token could read the webhook secret: it goes too.
+            .values(token_hash=hash_token(token), webhook_secret=new_webhook_secret())
         )
     if not done.rowcount:  # type: ignore[attr-defined]
         raise KeyRefused(f"key {name!r} was revoked meanwhile")

@@ -231,7 +231,8 @@ def paths(settings: Settings) -> dict[str, Any]:
             "get": _op(
                 "followJob",
                 "Server-sent events: `status` (the job) on each change, the job's own events "
-                "(`token`, …), then `end`; `reconnect` when the stream reached its longest life.",
+                "(`progress` with its fraction done and stage, `token`, …), then `end`; "
+                "`reconnect` when the stream reached its longest life.",
                 {
                     "200": _media("An event stream.", "text/event-stream", type="string"),
                     **NO_JOB,
@@ -267,6 +268,14 @@ def paths(settings: Settings) -> dict[str, Any]:
                 "How long ended jobs are kept before they are purged (then 404), and the "
                 "limits on the calling key.",
                 {"200": _json("The policy and the limits.", "Info")},
+            )
+        },
+        "/api/v1/webhook-secret": {
+            "get": _op(
+                "webhookSecret",
+                "The secret that signs the webhooks of the calling key's jobs (a new one with "
+                "each `keys rotate`).",
+                {"200": _json("The secret.", "WebhookSecret")},
             )
         },
         "/api/v1/workers": {

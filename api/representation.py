@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.models import Job, timestamp
+from api.context import ladder
+from shared import deliveries
+from shared.models import Job, JobStatus, timestamp
+from shared.representation import BRIEF_COLUMNS, artifact_url, job_brief, job_url
+
+__all__ = ["BRIEF_COLUMNS", "artifact_url", "job_brief", "job_json", "job_url"]
 
 
 def job_json(job: Job) -> dict[str, Any]:
@@ -29,40 +34,18 @@ def job_json(job: Job) -> dict[str, Any]:
         "created_at": timestamp(job.created_at),
         "started_at": timestamp(job.started_at),
         "finished_at": timestamp(job.finished_at),
+        "webhook": webhook_json(job),
     }
 
 
-BRIEF_COLUMNS = (
-    Job.id, Job.kind, Job.status, Job.summary, Job.error, Job.priority, Job.device, Job.queue,
-    Job.attempts, Job.worker, Job.progress, Job.created_at, Job.started_at, Job.finished_at,
-)  # fmt: skip
-"""What `job_brief` reads: a listing loads only these, never params or result."""
+def webhook_json(job: Job) -> dict[str, Any] | None:
+    """The job's callback and its delivery so far; None for a job without `callback_url`.
 
-
-def job_brief(job: Job) -> dict[str, Any]:
-    """A job as listings show it; `api.schemas.JobBrief` describes these fields."""
-    return {
-        "id": job.id,
-        "url": job_url(job.id),
-        "kind": job.kind,
-        "status": job.status,
-        "summary": job.summary,
-        "error": job.error,
-        "priority": job.priority,
-        "device": job.device,
-        "queue": job.queue,
-        "attempts": job.attempts,
-        "worker": job.worker,
-        "progress": job.progress,
-        "created_at": timestamp(job.created_at),
-        "started_at": timestamp(job.started_at),
-        "finished_at": timestamp(job.finished_at),
-    }
-
-
-def job_url(job_id: str) -> str:
-    return f"/api/v1/jobs/{job_id}"
-
-
-def artifact_url(job_id: str, name: str) -> str:
-    return f"{job_url(job_id)}/artifacts/{name}"
+    Only an ended job can have deliveries, so only for one is the database asked (a batch of
+    new jobs costs no query)."""
+    if job.callback_url is None:
+        return None
+    latest = None
+    if JobStatus(job.status).finished:
+        latest = deliveries.latest(ladder().db, job.id)
+    return deliveries.view(job.callback_url, latest)

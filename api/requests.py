@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from api.problems import Problem, invalid
 from shared.kinds import FieldError
 from shared.producer import HIGHEST, LOWEST
+from shared.webhooks import MAX_URL
 
 Priority = Annotated[
     StrictInt, Field(ge=LOWEST, le=HIGHEST, description=f"{LOWEST}-{HIGHEST}; higher runs first.")
@@ -39,6 +40,17 @@ class SubmitRequest(BaseModel):
     device: Annotated[
         Device, Field(default="auto", description="Where to run: the kind's first pool when auto.")
     ]
+    callback_url: Annotated[
+        StrictStr | None,
+        Field(
+            min_length=1,
+            max_length=MAX_URL,
+            description="An http(s) URL that gets the job's brief form, POSTed and signed "
+            "(Ladder-Signature) when the job ends; retried with backoff for a day. Refused "
+            "(422) when it is or resolves to a loopback, private, link-local, CGNAT, multicast "
+            "or cloud metadata address, unless LADDER_WEBHOOK_ALLOW_PRIVATE (metadata never).",
+        ),
+    ] = None  # here, not in Field: mypy sees it is optional (openai_compat leaves it out)
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -24,6 +24,30 @@ class JobError(BaseModel):
     message: str
 
 
+class WebhookAttempt(BaseModel):
+    """One attempt at delivering a job's webhook."""
+
+    at: datetime
+    status: int | None = Field(description="The receiver's HTTP status; none if no answer.")
+    error: str | None = Field(
+        description="Why the attempt failed (an HTTP status that is not 2xx, a redirect, which "
+        "is not followed, a timeout, a refused address); none when it was delivered."
+    )
+    duration_ms: float
+
+
+class Webhook(BaseModel):
+    """The job's `callback_url` and how its delivery went."""
+
+    url: str
+    state: Literal["pending", "delivered", "failed"] = Field(
+        description="pending until delivered (and while the job runs); failed once given up, a "
+        "day (LADDER_WEBHOOK_RETRY_FOR) after the job ended."
+    )
+    attempts: list[WebhookAttempt]
+    next_attempt_at: datetime | None
+
+
 class Job(BaseModel):
     """A job as `api.representation.job_json` shows it."""
 
@@ -47,6 +71,7 @@ class Job(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    webhook: Webhook | None = Field(description="None for a job without a callback_url.")
 
 
 class JobBrief(BaseModel):
@@ -146,6 +171,15 @@ class Info(BaseModel):
     limits: KeyLimits
 
 
+class WebhookSecret(BaseModel):
+    """What signs the webhooks of the calling key's jobs: `Ladder-Signature: t=<unix time>,
+    v1=<hex HMAC-SHA256 of "<t>.<body>" keyed with the secret>`."""
+
+    secret: str
+    header: str = Field(description="The header that carries the signature.")
+    scheme: str = Field(description="The signature's scheme, as named in the header (v1).")
+
+
 class WorkerList(BaseModel):
     """The worker registry: each worker's pool, device, models, running jobs and tallies."""
 
@@ -190,6 +224,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     Problem,
     KindList,
     Info,
+    WebhookSecret,
     WorkerList,
     Stats,
     ModelList,

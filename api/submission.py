@@ -11,13 +11,16 @@ from api.auth import Caller
 from api.context import ladder
 from api.problems import Problem, invalid
 from api.requests import SubmitRequest
-from shared import jobs, kinds, producer, streams, workers
+from shared import jobs, kinds, producer, streams, webhooks, workers
 from shared.kinds import FieldError, InvalidParams, Kind
 from shared.models import Job, JobStatus
 from shared.producer import BrokerUnavailable
 
 QUOTA_RETRY_AFTER = 5
 """Seconds a client over its quota is told to wait: jobs end at no rate Ladder can promise."""
+MAX_CALLBACK_HOSTS = 16
+"""The most host names a batch's callback URLs may name between them: each is resolved while
+the request waits, and a slow name takes seconds."""
 
 
 def submit(caller: Caller, req: SubmitRequest, body: Any, key: str | None) -> Job:
@@ -37,6 +40,11 @@ def submit_batch(
 ) -> list[Job]:
     """`submit` for many: every job is validated before any is made, then one transaction and
     one Redis pipeline. A 422 names the job: `jobs[17].params.n`."""
+    hosts = _callback_hosts(reqs)
+    if len(hosts) > MAX_CALLBACK_HOSTS:
+        message = (f"names {len(hosts)} hosts in its callback_url fields; a batch may name at "
+                   f"most {MAX_CALLBACK_HOSTS} (send several batches)")  # fmt: skip
+        raise invalid([FieldError("jobs", message)])
     batch, errors = [], []
     for i, req in enumerate(reqs):
         try:
@@ -77,10 +85,44 @@ def prepare(caller: Caller, req: SubmitRequest) -> jobs.NewJob:
     queue = route(kind, req.device, params)
     refused = kind.check_device(params, queue, ctx.settings)
     errors = [FieldError(f"params.{e.field}", e.message) for e in refused]
+    if req.callback_url is not None:
+        errors += webhooks.check_url(req.callback_url, ctx.settings.webhook_allow_private, _resolve)
     if errors:
         raise invalid(errors)
     return jobs.NewJob(caller.key_id, kind.name, params.model_dump(mode="json"), req.priority,
-                       req.device, queue)  # fmt: skip
+                       req.device, queue, req.callback_url)  # fmt: skip
+
+
+def _callback_hosts(reqs: list[SubmitRequest]) -> set[str]:
+    """The host names (not addresses, which need no resolving) the callback URLs name."""
+    hosts = set()
+    for req in reqs:
+        if req.callback_url is None:
+            continue
+        try:
+            host = webhooks.parse(req.callback_url).host
+        except webhooks.RefusedTarget:
+            continue  # refused on its own, without resolving anything
+        if webhooks.literal(host) is None:
+            hosts.add(host.lower())
+    return hosts
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    """The app's resolver, asked once per host name in a request (whatever the port, which
+    does not change the addresses): a batch may name one host a thousand times."""
+    if "resolved" not in g:
+        g.resolved = {}
+    name = host.lower()
+    if name not in g.resolved:
+        try:
+            g.resolved[name] = ladder().resolve(host, port)
+        except OSError as exc:
+            g.resolved[name] = exc
+    found = g.resolved[name]
+    if isinstance(found, OSError):
+        raise found
+    return list(found)
 
 
 def max_active(caller: Caller) -> int:

@@ -115,6 +115,14 @@ class Settings:
     """Requests one key may hold open waiting on jobs: event streams, long polls, chats."""
     max_stream_seconds: int = 900
     """An event stream's longest life; then the client is told to resume with Last-Event-ID."""
+    webhook_allow_private: bool = False
+    """Whether a `callback_url` may reach loopback, private, link-local and CGNAT addresses
+    (a receiver on the same network); cloud metadata addresses are refused whatever it says."""
+    webhook_first_retry: int = 30
+    """Seconds before a failed webhook delivery is tried again; each wait after doubles, up to
+    an hour."""
+    webhook_retry_for: int = DAY
+    """Seconds after a job ended during which its webhook is retried; then it is given up."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -163,8 +171,16 @@ class Settings:
         ]:
             if var in env:
                 values[name] = int(env[var])
-        if env.get("LADDER_PURGE_EVERY"):
-            values["purge_every"] = _duration(env, "LADDER_PURGE_EVERY")
+        for name, var in [
+            ("purge_every", "LADDER_PURGE_EVERY"),
+            ("webhook_first_retry", "LADDER_WEBHOOK_FIRST_RETRY"),
+            ("webhook_retry_for", "LADDER_WEBHOOK_RETRY_FOR"),
+        ]:
+            if env.get(var):
+                values[name] = _duration(env, var)
+        if env.get("LADDER_WEBHOOK_ALLOW_PRIVATE"):
+            allow = env["LADDER_WEBHOOK_ALLOW_PRIVATE"].lower() in ("1", "true", "yes")
+            values["webhook_allow_private"] = allow
         if env.get("LADDER_TRUST_REMOTE_CODE"):
             names = env["LADDER_TRUST_REMOTE_CODE"].split(",")
             values["trust_remote_code"] = frozenset(n.strip() for n in names if n.strip())

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import Row, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared import tallies
+from shared import deliveries, tallies
 from shared.db import Database
 from shared.kinds import FieldError, InvalidParams
 from shared.kinds.base import one_line
@@ -52,6 +52,8 @@ class NewJob:
     priority: int
     device: str
     queue: str
+    callback_url: str | None = None
+    """Checked already (shared.webhooks.check_url): where to POST the job when it ends."""
 
 
 def create(
@@ -110,6 +112,7 @@ def _create(
             idempotency_key=key if i == 0 else None,
             request_hash=digest if i == 0 else None,
             batch_id=first_id if batch else None,
+            callback_url=new.callback_url,
         )
         for i, new in enumerate(news)
     ]
@@ -256,6 +259,26 @@ def claim(db: Database, job_id: str, worker: str, max_attempts: int) -> Claim | 
         return Claim(row.kind, row.params, row.attempts, row.queue, started)
 
 
+_PROGRESS = (
+    update(Job)
+    .where(
+        Job.id == bindparam("id_"),
+        Job.status == JobStatus.RUNNING,
+        Job.attempts == bindparam("attempt"),
+    )
+    .values(progress=bindparam("fraction"))
+    .execution_options(synchronize_session=False)
+)
+
+
+def record_progress(db: Database, job_id: str, attempt: int, fraction: float) -> bool:
+    """Write how far a running attempt has come; False when the job is no longer that attempt
+    running (it ended, was cancelled, or another attempt took it), which it leaves alone."""
+    values = {"id_": job_id, "attempt": attempt, "fraction": fraction}
+    with db.session() as session:
+        return bool(session.execute(_PROGRESS, values).rowcount == 1)  # type: ignore[attr-defined]
+
+
 def give_up(db: Database, job_id: str, max_attempts: int) -> bool:
     """Fail a running job whose workers died `max_attempts` times (`worker_lost`); False when
     the job is not such a job (it had ended, say)."""
@@ -325,7 +348,8 @@ def _add_artifacts(session: Session, job_id: str, artifacts: dict[str, tuple[str
 def retry(db: Database, job_id: str) -> bool:
     """Queue a failed job again as a new run of the same job; False unless it had failed.
 
-    The failure leaves the `jobs` counts, so it is tallied (see shared.tallies)."""
+    The failure leaves the `jobs` counts, so it is tallied (see shared.tallies). A webhook
+    delivery of the failure still pending is superseded: the new run's ending is told instead."""
     with db.session() as session:
         # Locked on PostgreSQL; on SQLite the UPDATE's finished_at condition does the same,
         # so that the failure tallied is the one this retry clears.
@@ -361,6 +385,8 @@ def retry(db: Database, job_id: str) -> bool:
             return False
         # The new run makes its own files, under the same names.
         session.execute(delete(Artifact).where(Artifact.job_id == job_id))
+        # And its own webhook delivery when it ends: the failed run's is no longer tried.
+        deliveries.supersede(session, job_id)
         tallies.add(session, [(failed.kind, tallies.RETRIED, failed.duration_seconds)])
         return True
 
@@ -383,9 +409,10 @@ def cancel(db: Database, job_id: str) -> bool:
                 summary=error_summary(CANCELLED),
                 finished_at=utcnow(),
             )
+            .returning(Job.callback_url)
             .execution_options(synchronize_session=False)
-        )
-        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+        ).one_or_none()
+        return _ended(session, job_id, done)
 
 
 def _finish(
@@ -415,6 +442,21 @@ def _finish(
     if status == JobStatus.SUCCEEDED:
         values["progress"] = 1.0
     done = session.execute(
-        update(Job).where(*conditions).values(**values).execution_options(synchronize_session=False)
-    )
-    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+        update(Job)
+        .where(*conditions)
+        .values(**values)
+        .returning(Job.callback_url)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    return _ended(session, job_id, done)
+
+
+def _ended(session: Session, job_id: str, done: Row[str | None] | None) -> bool:
+    """Whether an UPDATE … RETURNING callback_url ended the job; if it did, and the job has a
+    callback, its webhook delivery is made in the same transaction, so that no ending is
+    ever left untold, however the job ended (a worker, a cancel, the reconciler's give-up)."""
+    if done is None:
+        return False
+    if done.callback_url is not None:
+        deliveries.add(session, job_id, done.callback_url)
+    return True

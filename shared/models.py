@@ -1,8 +1,10 @@
-"""The tables: jobs, their artifacts, API keys and job tallies. Alembic migrations create them."""
+"""The tables: jobs, their artifacts and webhook deliveries, API keys and job tallies. Alembic
+migrations create them."""
 
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +19,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -37,6 +40,10 @@ def timestamp(value: datetime | None) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
 
 
 class Base(DeclarativeBase):
@@ -89,6 +96,11 @@ class ApiKey(Base):
     """Over LADDER_MAX_PRIORITY for this key; None: the setting (admin keys: no ceiling)."""
     seeded: Mapped[bool] = mapped_column(Boolean, default=False)
     """Made from LADDER_ADMIN_TOKEN, and revoked when that variable changes."""
+    webhook_secret: Mapped[str | None] = mapped_column(String(64), default=new_webhook_secret)
+    """Signs the webhooks of the key's jobs. Kept as it is, not hashed: workers sign with it.
+    It proves a delivery came from Ladder; it opens nothing in Ladder to whoever reads it.
+    None for a key that the release before webhooks made while this one was being rolled out:
+    `shared.deliveries.webhook_secrets` gives it one when first needed."""
 
 
 class Job(Base):
@@ -131,6 +143,8 @@ class Job(Base):
     """How long the attempt that finished the job ran."""
     summary: Mapped[str | None] = mapped_column(String(200))
     """A line about the result for listings, which carry no params or result."""
+    callback_url: Mapped[str | None] = mapped_column(String(2048))
+    """Where the job's compact view is POSTed when it ends (see shared.webhooks)."""
 
 
 class Artifact(Base):
@@ -145,6 +159,32 @@ class Artifact(Base):
     content_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class WebhookDelivery(Base):
+    """One ending of a job told to its `callback_url`: the body, fixed when the job ended, and
+    every attempt to deliver it. A retried job that ends again has a second delivery."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        # The delivery loop asks for (pending, due by now).
+        Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_webhook_deliveries_job_id", "job_id"),
+    )
+
+    id: Mapped[int] = mapped_column(SerialKey, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(2048))
+    body: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    """pending, delivered, failed (given up after `Settings.webhook_retry_for`) or superseded
+    (its job was retried before it was delivered; never shown as a job's webhook)."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the next attempt is due; a worker taking it pushes this past its attempt's end, so
+    that a worker that dies mid-attempt leaves it due again. None once delivered or failed."""
+    attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    """Each attempt: `at`, the HTTP `status` or None, an `error` or None, `duration_ms`."""
 
 
 class JobTally(Base):

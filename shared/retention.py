@@ -6,8 +6,9 @@ it, and so does its Idempotency-Key, which lives on the job's row: once the row 
 is free, and the same key sent again makes a new job.
 
 Each batch is one short transaction (select by the (status, finished_at) index, delete the
-artifacts, delete the jobs, tally them), so that the API and the workers are never held up for
-long on either database. The job's Redis keys (its streams and cancel flag) go after the commit.
+artifacts and webhook deliveries, delete the jobs, tally them), so that the API and the workers
+are never held up for long on either database. The job's Redis keys (its streams and cancel
+flag) go after the commit.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy import delete, select
 from shared import streams, tallies
 from shared.config import Settings
 from shared.db import Database
-from shared.models import FINISHED, Artifact, Job, JobStatus
+from shared.models import FINISHED, Artifact, Job, JobStatus, WebhookDelivery
 from shared.streams import Redis
 
 log = logging.getLogger(__name__)
@@ -91,11 +92,14 @@ def _delete_batch(
         # (status, finished_at) index, and scan every expired job in each batch.
         again = (Job.id.in_(ids), Job.status.concat("") == status, Job.finished_at < before)
         still = select(Job.id).where(*again)
-        session.execute(
-            delete(Artifact)
-            .where(Artifact.job_id.in_(still))
-            .execution_options(synchronize_session=False)
-        )
+        # Spelled out, though the foreign keys cascade: a SQLite connection opened without
+        # PRAGMA foreign_keys (a shell, a tool) would otherwise leave them behind.
+        for table in (Artifact, WebhookDelivery):
+            session.execute(
+                delete(table)
+                .where(table.job_id.in_(still))
+                .execution_options(synchronize_session=False)
+            )
         gone = session.execute(
             delete(Job)
             .where(*again)

@@ -78,6 +78,9 @@ def ladder_env(settings: Settings, **extra: str) -> dict[str, str]:
         env["LADDER_ADMIN_TOKEN"] = settings.admin_token
     if settings.secret_key:
         env["LADDER_SECRET_KEY"] = settings.secret_key
+    if settings.webhook_allow_private:
+        env["LADDER_WEBHOOK_ALLOW_PRIVATE"] = "1"
+    env["LADDER_WEBHOOK_FIRST_RETRY"] = str(settings.webhook_first_retry)
     return env
 
 

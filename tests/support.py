@@ -216,3 +216,131 @@ def early_in_a_minute(needed: float = 20) -> None:
     left = 60 - time.time() % 60
     if left < needed:
         time.sleep(left + 0.1)
+
+
+@dataclass
+class Delivery:
+    """A request a Receiver got."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1, on a thread: it records each request and answers with
+    the next of `answers` (HTTP status, headers), the last one again once they run out."""
+
+    def __init__(self, answers: list[tuple[int, dict[str, str]]] | None = None) -> None:
+        import http.server
+        import threading
+
+        self.answers = list(answers or [(200, {})])
+        self.got: list[Delivery] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.got.append(Delivery(self.path, dict(self.headers), body))
+                answers = receiver.answers
+                status, headers = answers.pop(0) if len(answers) > 1 else answers[0]
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> Receiver:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def check_webhooks_migration_round_trip(url: str) -> None:
+    """A database at 0004 holding a key, a job and an artifact, upgraded to head, downgraded to
+    0004 and upgraded again: every row survives each step, and the release before webhooks can
+    make keys at head. On SQLite each step changes the tables in place, never by a rebuild,
+    which the foreign keys pointing at `api_keys` and `jobs` would fail (or cascade)."""
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    from shared.db import make_engine
+    from shared.schema import alembic_config, upgrade
+
+    config = alembic_config(url)
+    command.upgrade(config, "0004")
+    engine = make_engine(url)
+    key_row = ("INSERT INTO api_keys (name, token_hash, is_admin, created_at) "
+               "VALUES (:name, :hash, :admin, CURRENT_TIMESTAMP)")  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(text(key_row), {"name": "old", "hash": "a" * 64, "admin": False})
+        key_id = connection.execute(text("SELECT id FROM api_keys")).scalar_one()
+        connection.execute(
+            text("INSERT INTO jobs (id, api_key_id, kind, status, params, priority, device, "
+                 "queue, attempts, progress, created_at) VALUES (:id, :key, 'stairs', "
+                 "'succeeded', '{\"n\": 5}', 0, 'cpu', 'cpu', 1, 1.0, CURRENT_TIMESTAMP)"),
+            {"id": "00000000-0000-0000-0000-000000000001", "key": key_id},
+        )  # fmt: skip
+        connection.execute(
+            text("INSERT INTO artifacts (job_id, name, content_type, size, data) "
+                 "VALUES (:job, 'result.json', 'application/json', 2, :data)"),
+            {"job": "00000000-0000-0000-0000-000000000001", "data": b"{}"},
+        )  # fmt: skip
+
+    def rows() -> list[Any]:
+        with engine.connect() as connection:
+            return [
+                connection.execute(text(query)).all()
+                for query in (
+                    "SELECT id, name, token_hash FROM api_keys WHERE name = 'old'",
+                    "SELECT id, api_key_id, status FROM jobs",
+                    "SELECT job_id, name, data FROM artifacts",
+                )
+            ]
+
+    def columns(table: str) -> set[str]:
+        return {column["name"] for column in inspect(engine).get_columns(table)}
+
+    before = rows()
+    assert [len(table) for table in before] == [1, 1, 1]
+    try:
+        for _ in range(2):
+            upgrade(url)
+            assert rows() == before
+            assert "callback_url" in columns("jobs")
+            with engine.begin() as connection:
+                secrets = connection.execute(text("SELECT webhook_secret FROM api_keys")).all()
+                assert all(str(secret).startswith("whsec_") for (secret,) in secrets)
+                # The release before webhooks makes keys knowing nothing of the secret.
+                values = {"name": "older-release", "hash": "b" * 64, "admin": False}
+                connection.execute(text(key_row), values)
+                connection.execute(
+                    text("INSERT INTO webhook_deliveries (job_id, url, body, state, created_at, "
+                         "attempts) SELECT id, 'https://hooks.example.com/', '{}', 'pending', "
+                         "CURRENT_TIMESTAMP, '[]' FROM jobs"),
+                )  # fmt: skip
+            command.downgrade(config, "0004")
+            assert rows() == before
+            assert "callback_url" not in columns("jobs")
+            assert "webhook_secret" not in columns("api_keys")
+            assert "webhook_deliveries" not in inspect(engine).get_table_names()
+            with engine.begin() as connection:
+                connection.execute(text("DELETE FROM api_keys WHERE name = 'older-release'"))
+    finally:
+        engine.dispose()

@@ -78,7 +78,9 @@ def _attempt(
     outcome: Outcome | None = None
     summary: str | None = None
     try:
-        context = RunContext(job_id, settings, app.redis, job.queue, worker, deadline)
+        context = RunContext(
+            job_id, settings, app.redis, job.queue, worker, deadline, db=db, attempt=job.attempt
+        )
         outcome = _run(job.kind, job.params, context)
         kind = kinds.get(job.kind)
         summary = kind.outline(outcome.result) if kind else None

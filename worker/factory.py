@@ -1,5 +1,5 @@
-"""`create_celery(settings)`: a worker's Celery app with its task, heartbeat, reconciler and
-retention purge."""
+"""`create_celery(settings)`: a worker's Celery app with its task, heartbeat, reconciler,
+retention purge and webhook deliveries."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from celery.signals import worker_process_init
 
 from shared import kinds
 from shared.config import Settings
-from worker import heartbeat, purger, reconciler, tasks
+from worker import heartbeat, purger, reconciler, tasks, webhooks
 from worker.app import LadderCelery
 
 
@@ -29,4 +29,5 @@ def create_celery(settings: Settings) -> LadderCelery:
     heartbeat.install(app)
     reconciler.install(app)
     purger.install(app)
+    webhooks.install(app)
     return app

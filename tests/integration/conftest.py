@@ -39,6 +39,16 @@ def redis_base() -> str:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A database of the test session's own on this machine's PostgreSQL, dropped at the end."""
+    yield from _postgres_database()
+
+
+@pytest.fixture
+def empty_postgres_url() -> Iterator[str]:
+    """A database of the test's own, empty (no schema), dropped at its end."""
+    yield from _postgres_database()
+
+
+def _postgres_database() -> Iterator[str]:
     name = f"ladder_test_{uuid.uuid4().hex[:8]}"
     try:
         admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=3)
@@ -74,6 +84,10 @@ def stack(
         secret_key=SECRET_KEY,
         models_dir=tiny_models,
         default_generate_model="tiny-glm4",
+        # Webhooks go to the tests' own receivers on 127.0.0.1, and a failed one is tried
+        # again within seconds, not the 30 s production waits.
+        webhook_allow_private=True,
+        webhook_first_retry=1,
     )
     app = create_app(settings)
     server = make_server("127.0.0.1", 0, app, threaded=True)

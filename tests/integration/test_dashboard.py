@@ -12,7 +12,7 @@ import pytest
 
 from api import create_app
 from tests.processes import Stack
-from tests.support import LONG, need
+from tests.support import LONG, Receiver, need
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "var" / "screenshots"
@@ -99,7 +99,11 @@ def test_the_dashboard_end_to_end(stack: Stack, page: object) -> None:
     p.locator("#status.failed").wait_for()  # type: ignore[attr-defined]
     p.once("dialog", lambda dialog: dialog.accept())  # type: ignore[attr-defined]
     p.click("#retry")  # type: ignore[attr-defined]
+    # The page draws the run's progress as it comes (Kitamasa's squarings), then its end.
+    partway = "() => [+document.querySelector('#progress').ariaValueNow].some((v) => v % 100 > 0)"
+    p.wait_for_function(partway, timeout=120_000)  # type: ignore[attr-defined]
     p.locator("#status.succeeded").wait_for(timeout=120_000)  # type: ignore[attr-defined]
+    assert p.get_attribute("#progress", "aria-valuenow") == "100"  # type: ignore[attr-defined]
     again = stack.client.job(failed["id"])
     assert again["status"] == "succeeded" and again["attempts"] == 1
     shot(p, "retried")
@@ -109,3 +113,23 @@ def test_the_dashboard_end_to_end(stack: Stack, page: object) -> None:
     shot(p, "workers")
     elsewhere = [u for u in p.requests if not u.startswith(stack.base_url)]  # type: ignore[attr-defined]
     assert elsewhere == []
+
+
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+def test_a_jobs_page_shows_its_webhooks_attempts(stack: Stack, page: object) -> None:
+    p: object = page
+    p.goto("/admin/login")  # type: ignore[attr-defined]
+    p.fill("input[name=token]", stack.client.token)  # type: ignore[attr-defined]
+    p.click("button[type=submit]")  # type: ignore[attr-defined]
+    with Receiver([(500, {}), (200, {})]) as receiver:
+        job = stack.client.submit({"n": 9}, callback_url=receiver.url("/hook"))
+        p.goto(f"/admin/jobs/{job['id']}")  # type: ignore[attr-defined]
+        p.locator("#webhook-state.webhook-delivered").wait_for()  # type: ignore[attr-defined]
+    assert p.inner_text("#webhook-url") == receiver.url("/hook")  # type: ignore[attr-defined]
+    rows = p.locator("#webhook-attempts tbody tr").all_inner_texts()  # type: ignore[attr-defined]
+    assert len(rows) == 2 and "HTTP 500" in rows[0] and "200" in rows[1]
+    shot(p, "job-webhook")
+    plain = stack.client.wait(stack.client.submit({"n": 8})["id"])
+    p.goto(f"/admin/jobs/{plain['id']}")  # type: ignore[attr-defined]
+    p.locator("#status.succeeded").wait_for()  # type: ignore[attr-defined]
+    assert p.locator("#webhook-box").is_hidden()  # type: ignore[attr-defined]

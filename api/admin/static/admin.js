@@ -44,6 +44,38 @@ function bar(used, total) {
   return outer;
 }
 
+function jobProgress() {
+  let shown = 0;
+  let stage = "";
+  const draw = () => {
+    const percent = Math.round(1000 * shown) / 10;
+    $("#progress > span").style.width = `${percent}%`;
+    $("#progress").setAttribute("aria-valuenow", String(Math.round(percent)));
+    $("#progress-text").textContent = `${percent}%${stage ? ` · ${stage}` : ""}`;
+  };
+  return {
+    show(value, named) {
+      if (typeof value !== "number" || !(value >= 0)) return;
+      if (named) stage = named;
+      shown = Math.max(shown, Math.min(1, value));
+      if (shown === 1) stage = "";
+      draw();
+    },
+    reset() { shown = 0; stage = ""; draw(); },
+  };
+}
+
+function showWebhook(webhook) {
+  $("#webhook-box").hidden = !webhook;
+  if (!webhook) return;
+  $("#webhook-url").textContent = webhook.url;
+  const state = $("#webhook-state");
+  state.textContent = webhook.state;
+  state.className = `state webhook-${webhook.state}`;
+  $("#webhook-next").textContent = webhook.next_attempt_at ? `next attempt ${webhook.next_attempt_at}` : "";
+  fill($("#webhook-attempts tbody"), webhook.attempts.map((a) => row([a.at, a.status, a.error, a.duration_ms])));
+}
+
 async function poll(url, draw) {
   async function tick() {
     try {
@@ -132,18 +164,29 @@ const pages = {
 
   job() {
     const id = document.body.dataset.job;
+    const progress = jobProgress();
+    // Every kind's stream carries its progress events; a generation's carries its tokens too.
+    const source = new EventSource(`/admin/jobs/${encodeURIComponent(id)}/events`);
+    source.addEventListener("progress", (event) => {
+      const data = JSON.parse(event.data);
+      progress.show(data.progress, data.stage);
+    });
+    source.addEventListener("status", (event) => progress.show(JSON.parse(event.data).progress));
+    source.addEventListener("end", () => source.close());
     if (document.body.dataset.kind === "generate") {
       $("#stream-box").hidden = false;
-      const source = new EventSource(`/admin/jobs/${encodeURIComponent(id)}/events`);
       source.addEventListener("token", (event) => {
         $("#stream").textContent += JSON.parse(event.data).text;
       });
-      source.addEventListener("end", () => source.close());
     }
     poll(`/admin/api/jobs/${encodeURIComponent(id)}`, (job) => {
       const status = $("#status");
       status.textContent = job.status;
       status.className = `status ${job.status}`;
+      // A queued job starts (again) from nothing; otherwise the bar only rises, as the row
+      // (written once a second) lags the events (a few a second).
+      if (job.status === "queued") progress.reset();
+      progress.show(job.progress);
       fill($("#timeline tbody"), [
         row(["created", job.created_at]), row(["started", job.started_at]),
         row(["finished", job.finished_at]), row(["attempts", job.attempts]),
@@ -152,6 +195,7 @@ const pages = {
       $("#params").textContent = JSON.stringify(job.params, null, 2);
       $("#result").textContent = job.result ? JSON.stringify(job.result, null, 2) : "";
       $("#error").textContent = job.error ? JSON.stringify(job.error, null, 2) : "";
+      showWebhook(job.webhook);
       $("#cancel").disabled = !["queued", "running"].includes(job.status);
       $("#retry").disabled = job.status !== "failed";
       if (job.artifacts.includes("heatmap.png") && $("#heatmap-box").hidden) {

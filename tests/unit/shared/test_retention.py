@@ -162,7 +162,7 @@ def test_each_batch_finds_its_jobs_by_id_not_by_the_whole_expired_range(
         ended(db, "succeeded", HOUR + 1 + i)
     event.listen(db.engine, "before_cursor_execute", record)
     purge(db, redis, dataclasses.replace(policy, purge_batch=20), NOW)
-    assert len(deletes) == 4  # artifacts, then jobs, in each of two batches
+    assert len(deletes) == 6  # artifacts, webhook deliveries, then jobs, in each of two batches
     with db.engine.connect() as connection:
         for statement, params in deletes:
             plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params).all()
