@@ -77,7 +77,8 @@ def good() -> dict[str, str]:
 def test_the_api_process_refuses_to_start_without_a_secret_key_or_with_a_short_token(
     stack: Stack, tmp_path: Path, change: dict[str, str], named: str
 ) -> None:
-    env = {**ladder_env(stack.settings), **change}
+    # An empty var dir: no secret-key file that `make run` left there stands in for the variable.
+    env = {**ladder_env(stack.settings), "LADDER_VAR_DIR": str(tmp_path), **change}
     env = {k: v for k, v in env.items() if v}  # "" stands for unset
     log = tmp_path / "api.log"
     with log.open("wb") as out:
