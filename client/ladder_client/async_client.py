@@ -139,14 +139,7 @@ class AsyncClient:
                     headers=follow.headers(),
                     timeout=httpx.Timeout(30.0, read=follow.read_timeout()),
                 ) as response:
-                    if response.is_error:
-                        await response.aread()
-                        checked(response)
-                    decoder = Decoder()
-                    async for line in response.aiter_lines():
-                        event = decoder.feed(line)
-                        if event is None:
-                            continue
+                    async for event in _events(response):
                         if not follow.see(event):
                             break
                         yield event
@@ -249,14 +242,7 @@ class AsyncClient:
                 json=body,
                 timeout=httpx.Timeout(30.0, read=protocol.STREAM_READ_TIMEOUT),
             ) as response:
-                if response.is_error:
-                    await response.aread()
-                    checked(response)
-                decoder = Decoder()
-                async for line in response.aiter_lines():
-                    event = decoder.feed(line)
-                    if event is None:
-                        continue
+                async for event in _events(response):
                     if event.data == "[DONE]":
                         return
                     if text := protocol.chat_delta(event.data):
@@ -306,3 +292,14 @@ async def _copy(chunks: AsyncIterator[bytes], out: IO[bytes]) -> int:
         out.write(chunk)
         size += len(chunk)
     return size
+
+
+async def _events(response: httpx.Response) -> AsyncIterator[Event]:
+    """The server-sent events of a streamed answer; a problem+json answer raises instead."""
+    if response.is_error:
+        await response.aread()
+        checked(response)
+    decoder = Decoder()
+    async for line in response.aiter_lines():
+        if (event := decoder.feed(line)) is not None:
+            yield event

@@ -142,14 +142,7 @@ class Client:
                 with self._http.stream(
                     "GET", path, headers=follow.headers(), timeout=self._stream_timeout(follow)
                 ) as response:
-                    if response.is_error:
-                        response.read()
-                        checked(response)
-                    decoder = Decoder()
-                    for line in response.iter_lines():
-                        event = decoder.feed(line)
-                        if event is None:
-                            continue
+                    for event in _events(response):
                         if not follow.see(event):
                             break
                         yield event
@@ -253,14 +246,7 @@ class Client:
                 json=body,
                 timeout=httpx.Timeout(30.0, read=protocol.STREAM_READ_TIMEOUT),
             ) as response:
-                if response.is_error:
-                    response.read()
-                    checked(response)
-                decoder = Decoder()
-                for line in response.iter_lines():
-                    event = decoder.feed(line)
-                    if event is None:
-                        continue
+                for event in _events(response):
                     if event.data == "[DONE]":
                         return
                     if text := protocol.chat_delta(event.data):
@@ -315,3 +301,14 @@ def _copy(chunks: Iterator[bytes], out: IO[bytes]) -> int:
         out.write(chunk)
         size += len(chunk)
     return size
+
+
+def _events(response: httpx.Response) -> Iterator[Event]:
+    """The server-sent events of a streamed answer; a problem+json answer raises instead."""
+    if response.is_error:
+        response.read()
+        checked(response)
+    decoder = Decoder()
+    for line in response.iter_lines():
+        if (event := decoder.feed(line)) is not None:
+            yield event
