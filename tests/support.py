@@ -7,6 +7,7 @@ another or from a conftest; nothing here or in a test imports bench/.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -14,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +58,18 @@ def wait_for(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not so after {seconds:.0f} s")
         time.sleep(0.1)
+
+
+def explorer_weights(data: dict[str, Any]) -> Any:
+    """An explorer page's weights as a (pairs, queries, keys) float16 array, decoded as the
+    format in shared/explorer says (the browser does the same)."""
+    import numpy as np
+
+    weights = data["weights"]
+    planes = np.frombuffer(zlib.decompress(base64.b64decode(weights["data"])), np.uint8)
+    low, high = np.split(planes, 2)
+    values = (low.astype(np.uint16) | (high.astype(np.uint16) << 8)).view("<f2")
+    return values.reshape(len(weights["pairs"]), weights["queries"], weights["keys"])
 
 
 def reconciler_passes(client: Redis) -> int:

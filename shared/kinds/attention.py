@@ -44,6 +44,10 @@ class AttentionLimits:
     inline_pairs: int = 16
     """Attention matrices go inline in the result only up to these sizes; else the .npz."""
     max_top_k: int = 20
+    explorer_tokens: int = 128
+    """The explorer page keeps every head's weights up to this many tokens; beyond it, the
+    statistics of every head and the weights of `explorer_heads` chosen ones."""
+    explorer_heads: int = 16
 
 
 Index = Annotated[StrictInt, Field(ge=0)]

@@ -23,7 +23,7 @@ def test_text_job_succeeds_with_a_heatmap(stack: Stack) -> None:
     assert job["status"] == "succeeded", job
     result = job["result"]
     assert result["model"] == "minilm" and len(result["layers"]) == 6
-    assert result["artifacts"] == ["heatmap.png", "attentions.npz"]
+    assert result["artifacts"] == ["heatmap.png", "attentions.npz", "explorer.html"]
     assert np.array(result["matrices"][0]["weights"]).sum(-1) == pytest.approx(
         np.ones(14), abs=1e-5
     )

@@ -51,3 +51,8 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory, minilm: Loaded) -> Path
         )
     )
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(models_dir: Path) -> Loaded:
+    return load_encoder(resolve("tiny-bert", models_dir))

@@ -84,7 +84,7 @@ def test_result_shape(minilm: Loaded) -> None:
     assert len(head["top"]) == 3
     rollout = np.array(result["rollout"])
     assert rollout.shape == (9, 9) and rollout.sum(-1) == pytest.approx(np.ones(9), abs=1e-5)
-    assert result["artifacts"] == ["heatmap.png"] and "matrices" not in result
+    assert result["artifacts"] == ["heatmap.png", "explorer.html"] and "matrices" not in result
     png = outcome.artifacts["heatmap.png"][1]
     assert len(png) <= 150_000
     assert Image.open(io.BytesIO(png)).format == "PNG"

@@ -19,7 +19,6 @@ from shared.config import Settings
 from shared.db import Database
 from shared.kinds import get
 from shared.kinds.generate import gguf_engine_installed
-from shared.model_registry import resolve
 from shared.models import JobStatus, utcnow
 from tests.support import add_job, need, oracle
 from worker import progress
@@ -29,7 +28,7 @@ from worker.execute import execute
 from worker.kinds import stairs
 from worker.kinds.attention import text
 from worker.kinds.generate import batch, run
-from worker.model_cache import Loaded, load_encoder
+from worker.model_cache import Loaded
 from worker.progress import Progress, ignore
 
 JOB = "00000000-0000-4000-8000-000000000001"
@@ -250,11 +249,6 @@ def test_a_stairs_job_tells_its_followers_then_ends_at_one(
     assert row_progress(app.db, job_id) == 1.0
 
 
-@pytest.fixture(scope="module")
-def tiny_bert(models_dir: Path) -> Loaded:
-    return load_encoder(resolve("tiny-bert", models_dir))
-
-
 def parse(kind: str, given: dict[str, Any], settings: Settings) -> Any:
     found = get(kind)
     assert found is not None
@@ -278,7 +272,7 @@ def test_attention_reports_each_layer_then_each_stage(
     text.analyse_text(p, tiny_bert, settings, heard)
     stages = [stage for _, stage, _ in heard.calls]
     expected = ["forward", "forward", "statistics", "heatmap", "rollout"]
-    assert stages == expected + (["matrices"] if matrices else [])
+    assert stages == [*expected, *(["matrices"] if matrices else []), "explorer"]
     assert [d for _, s, d in heard.calls if s == "forward"] == [
         {"layer": 0, "layers": 2},
         {"layer": 1, "layers": 2},

@@ -10,6 +10,7 @@ from shared.kinds import FieldError, InvalidParams, Outcome
 from shared.kinds.attention import AttentionParams, MatrixAttention
 from shared.model_registry import UnknownModel, resolve
 from worker.context import RunContext
+from worker.kinds.attention import explorer
 from worker.kinds.attention.matrices import analyse_matrices
 from worker.kinds.attention.text import analyse_text
 from worker.model_cache import cache, load_encoder
@@ -19,7 +20,10 @@ def run(params: AttentionParams, context: RunContext) -> Outcome:
     settings = context.settings
     spec = params.root
     if isinstance(spec, MatrixAttention):
-        return Outcome(result=analyse_matrices(spec))
+        result = analyse_matrices(spec)
+        page = explorer.matrices_page(result)
+        result["artifacts"] = ["explorer.html"]
+        return Outcome(result=result, artifacts={"explorer.html": (explorer.CONTENT_TYPE, page)})
     try:
         entry = resolve(spec.model, settings.models_dir)
     except UnknownModel as exc:

@@ -22,6 +22,7 @@ import torch
 from shared.config import Settings
 from shared.kinds import Outcome
 from shared.kinds.attention import KIND, AttentionLimits, TextAttention
+from worker.kinds.attention import explorer
 from worker.kinds.attention.heatmap import render as render_heatmap
 from worker.kinds.attention.stats import (
     Array,
@@ -37,10 +38,41 @@ from worker.progress import Report, ignore
 RESIDUAL = 0.5
 FORWARD_SHARE = 0.4
 """How much of a text job the forward pass is, reported layer by layer as each one ends."""
-STAGES = {"statistics": 0.42, "heatmap": 0.8, "rollout": 0.9, "matrices": 0.95}
+STAGES = {
+    "statistics": 0.42, "heatmap": 0.8, "rollout": 0.9, "matrices": 0.93, "explorer": 0.95,
+}  # fmt: skip
 """How much of the job is done as each later stage begins. Measured on MiniLM, 128 tokens, on
 a CPU: the forward pass about 40 % of the time, the statistics (with the norm-based view) 40 %,
 the heatmap 8 %, the rest the rollout and the result."""
+
+
+def _segments(encoding: Any) -> list[int]:
+    """Which text each position belongs to: 0 for `text`, 1 for `text_pair`; a special token
+    goes with the text before it ([CLS] with the first)."""
+    try:
+        ids = encoding.sequence_ids(0)
+    except ValueError:  # a slow tokenizer keeps no sequence ids
+        types = encoding.get("token_type_ids")
+        return [0] * encoding["input_ids"].shape[-1] if types is None else types[0].tolist()
+    result, current = [], 0
+    for sequence in ids:
+        current = current if sequence is None else sequence
+        result.append(current)
+    return result
+
+
+def _chosen(
+    params: TextAttention, focus: tuple[int, int, str], heads: int, limits: AttentionLimits
+) -> list[tuple[int, int]]:
+    """The heads whose weights a long text's explorer keeps: the heatmap's, then those the
+    params name, up to `explorer_heads`."""
+    pairs = [(focus[0], focus[1])]
+    if params.layers is not None or params.heads is not None:
+        for layer in params.layers if params.layers is not None else [focus[0]]:
+            for head in params.heads if params.heads is not None else range(heads):
+                if (layer, head) not in pairs:
+                    pairs.append((layer, head))
+    return pairs[: limits.explorer_heads]
 
 
 def is_punctuation(token: str) -> bool:
@@ -65,6 +97,7 @@ def analyse_text(
     )
     full_length = len(tokenizer(params.text, params.text_pair)["input_ids"])
     special = encoding.pop("special_tokens_mask")[0].numpy().astype(bool)
+    segments = _segments(encoding)
     encoding = encoding.to(model.device)
     with torch.inference_mode(), _layers_reported(model, report):
         output = model(**encoding, output_attentions=True, output_hidden_states=True)
@@ -176,6 +209,13 @@ def analyse_text(
             heads=np.array(chosen_heads),
         )
         artifacts["attentions.npz"] = ("application/octet-stream", buffer.getvalue())
+    report(STAGES["explorer"], "explorer")
+    limits = KIND.limits(settings)
+    kept = None if size <= limits.explorer_tokens else _chosen(params, focus, heads, limits)
+    artifacts["explorer.html"] = (
+        explorer.CONTENT_TYPE,
+        explorer.text_page(result, attentions, segments, kept, limits.explorer_tokens),
+    )
     result["artifacts"] = list(artifacts)
     result["timings"] = {
         "load_s": round(loaded.load_seconds, 4),
