@@ -4,49 +4,24 @@ queued job, retry a failed one, and nothing ever leaves localhost."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from api import create_app
+from tests.browser import chromium, shot
 from tests.processes import Stack
-from tests.support import LONG, Receiver, need
-
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "var" / "screenshots"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Without these, Chromium phones home at start and this machine's closed network refuses it.
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+from tests.support import LONG, Receiver
 
 
 @pytest.fixture
 def page(stack: Stack) -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        need("chromium", "Debian's chromium package (installed by .ci/run)")
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as browser:
         page = browser.new_page(base_url=stack.base_url)
         page.set_default_timeout(60_000)
-        page.requests = []  # type: ignore[attr-defined]
-        page.on("request", lambda r: page.requests.append(r.url))  # type: ignore[attr-defined]
+        page.requests = []
+        page.on("request", lambda r: page.requests.append(r.url))
         yield page
-        browser.close()
-
-
-def shot(page: object, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
