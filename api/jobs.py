@@ -11,7 +11,7 @@ from flask import Blueprint, Response, g, request
 from sqlalchemy import select
 from sqlalchemy.orm import load_only
 
-from api import submission
+from api import artifacts, submission
 from api.auth import authenticate
 from api.context import ladder
 from api.events import event_stream, wait_for_end
@@ -125,15 +125,7 @@ def events(job_id: str) -> Response:
 
 @bp.get("/jobs/<job_id>/artifacts/<name>")
 def artifact(job_id: str, name: str) -> Response:
-    job = _visible_job(job_id)
-    found = jobs.find_artifact(ladder().db, job.id, name)
-    if found is None:
-        raise Problem(404, f"job {job_id} has no artifact named {name!r}")
-    return Response(
-        found.data,
-        mimetype=found.content_type,
-        headers={"Content-Disposition": f'attachment; filename="{found.name}"'},
-    )
+    return artifacts.send(_visible_job(job_id).id, name, download=True)
 
 
 @bp.get("/kinds")

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import load_only
 from werkzeug.wrappers import Response as BaseResponse
 
-from api import ratelimit, security, stats, submission
+from api import artifacts, ratelimit, security, stats, submission
 from api.admin.session import admin_page, csrf_token, current_admin, sign_in
 from api.auth import authenticate
 from api.context import ladder
@@ -29,7 +29,7 @@ from api.info import retention_policy
 from api.problems import Problem
 from api.representation import BRIEF_COLUMNS, job_brief, job_json
 from api.requests import parse_submit
-from shared import jobs, kinds, streams, workers
+from shared import explorer, jobs, kinds, streams, workers
 from shared.models import Artifact, Job, JobStatus
 from shared.producer import BrokerUnavailable
 
@@ -239,10 +239,20 @@ def job_events(job_id: str) -> Response:
 @bp.get("/jobs/<job_id>/artifacts/<name>")
 @admin_page
 def artifact(job_id: str, name: str) -> Response:
-    found = jobs.find_artifact(ladder().db, job_id, name)
-    if found is None:
-        raise Problem(404, f"job {job_id} has no artifact named {name!r}")
-    return Response(found.data, mimetype=found.content_type)
+    return artifacts.send(job_id, name, download=False)
+
+
+EXPLORER_ASSETS = {"explorer.js": "text/javascript", "explorer.css": "text/css"}
+
+
+@bp.get("/explorer/<name>")
+@admin_page
+def explorer_asset(name: str) -> Response:
+    """The attention explorer's script and style, the same files explorer.html holds inline."""
+    mimetype = EXPLORER_ASSETS.get(name)
+    if mimetype is None:
+        raise Problem(404, f"the explorer has no file named {name!r}")
+    return Response((explorer.ASSETS / name).read_text(encoding="utf-8"), mimetype=mimetype)
 
 
 def _job(job_id: str) -> Job | None:

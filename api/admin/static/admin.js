@@ -198,6 +198,13 @@ const pages = {
       showWebhook(job.webhook);
       $("#cancel").disabled = !["queued", "running"].includes(job.status);
       $("#retry").disabled = job.status !== "failed";
+      if (job.artifacts.includes("explorer.html") && $("#explorer-box").hidden) {
+        const url = `/admin/jobs/${encodeURIComponent(id)}/artifacts/explorer.html`;
+        $("#explorer-open").href = url;
+        $("#explorer-download").href = url;
+        $("#explorer-box").hidden = false;
+        window.LadderExplorer.load($("#explorer"), url);
+      }
       if (job.artifacts.includes("heatmap.png") && $("#heatmap-box").hidden) {
         $("#heatmap").src = `/admin/jobs/${encodeURIComponent(id)}/artifacts/heatmap.png`;
         $("#heatmap-box").hidden = false;
