@@ -29,6 +29,7 @@ The data (`FORMAT`), made by worker/kinds/attention/explorer.py:
 from __future__ import annotations
 
 import json
+import math
 import re
 from importlib.resources import files
 from typing import Any
@@ -66,8 +67,19 @@ def embedded(page: str) -> dict[str, Any]:
 def _json_for_script(data: dict[str, Any]) -> str:
     # Inside <script> only "</" (and "<!--") could end or bend the element: escaping every "<"
     # keeps any token text a job holds from becoming markup; JSON.parse reads \u003c back.
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = json.dumps(_finite(data), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return text.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def _finite(value: Any) -> Any:
+    """NaN and ±inf as null: JSON has no word for them (a model that overflowed can give them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _escape_html(text: str) -> str:

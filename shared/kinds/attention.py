@@ -71,11 +71,19 @@ class TextAttention(BaseModel):
     ]
     layers: Annotated[
         list[Index] | None,
-        Field(default=None, description="Layers for the heatmap and matrices (default: all)."),
+        Field(
+            default=None,
+            min_length=1,
+            description="Layers for the heatmap and matrices (default: all).",
+        ),
     ]
     heads: Annotated[
         list[Index] | None,
-        Field(default=None, description="Heads for the heatmap and matrices (default: all)."),
+        Field(
+            default=None,
+            min_length=1,
+            description="Heads for the heatmap and matrices (default: all).",
+        ),
     ]
     top_k: Annotated[
         StrictInt, Field(default=3, ge=1, description="Most-attended tokens listed per head.")

@@ -12,6 +12,7 @@ import zlib
 from typing import Any
 
 import numpy as np
+import torch
 
 from shared.explorer import FORMAT, render
 from worker.kinds.attention.stats import Array
@@ -23,12 +24,21 @@ def encode_weights(matrices: Array) -> str:
     """float16, split into byte planes (low bytes, then high), zlib-compressed, base64.
 
     A weight's high byte (sign and exponent) repeats across a matrix where its low byte looks
-    random: apart, the high plane compresses to 0.59 and the page is 0.80 of the raw float16s,
-    where interleaved it is 0.88 (MiniLM, 126 tokens, 72 heads)."""
-    halves = np.ascontiguousarray(matrices, dtype="<f2").view(np.uint8).reshape(-1, 2)
-    planes = np.concatenate([halves[:, 0], halves[:, 1]])
-    # Level 1: 2.3 MB in 79 ms; level 6 saves another 1 % in 124 ms.
-    return base64.b64encode(zlib.compress(planes.tobytes(), 1)).decode("ascii")
+    random: apart, the planes compress to 0.79 of the raw float16s, interleaved to 0.88."""
+    if matrices.dtype == np.float32:
+        # torch rounds to float16 as numpy does (to nearest, ties to even), with the CPU's own
+        # instructions: 1 ms for 72 heads of 126², where numpy's astype took 44. (Not from
+        # float64, which it would round twice, through float32.)
+        half = torch.from_numpy(np.ascontiguousarray(matrices)).half().numpy()
+    else:
+        half = matrices.astype(np.float16)
+    halves = half.astype("<f2", copy=False).view(np.uint8).reshape(-1, 2)
+    planes = np.concatenate([halves[:, 0], halves[:, 1]]).tobytes()
+    # Huffman codes alone: as small as zlib's default (0.79 against 0.78 at level 6, MiniLM,
+    # 126 tokens, 72 heads) in a quarter of the time (15 ms against 60), as string matching
+    # finds little in these bytes. Any zlib reader takes it.
+    packer = zlib.compressobj(6, zlib.DEFLATED, 15, 8, zlib.Z_HUFFMAN_ONLY)
+    return base64.b64encode(packer.compress(planes) + packer.flush()).decode("ascii")
 
 
 def text_page(
@@ -53,11 +63,14 @@ def text_page(
     if result["truncated"]:
         notes.append(f"The text was cut to {size} tokens (max_tokens).")
     if kept_pairs is not None:
-        notes.append(
+        why = (
             f"The text has {size} tokens, more than the {limit} the explorer keeps weights for "
-            f"in every head: only {len(pairs)} chosen head{'s' if len(pairs) != 1 else ''} "
-            "have weights here; every head has its statistics."
+            "in every head"
+            if size > limit
+            else "Every head's weights would make this page larger than an artifact may be"
         )
+        heads_kept = f"{len(pairs)} chosen head{'s' if len(pairs) != 1 else ''}"
+        notes.append(f"{why}: only {heads_kept} have weights here; every head has its statistics.")
     data = {
         "format": FORMAT,
         "mode": "text",

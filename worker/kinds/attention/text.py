@@ -61,18 +61,33 @@ def _segments(encoding: Any) -> list[int]:
     return result
 
 
-def _chosen(
-    params: TextAttention, focus: tuple[int, int, str], heads: int, limits: AttentionLimits
+def _ranked(
+    focus: tuple[int, int, str], named: list[tuple[int, int]], confidence: Array
 ) -> list[tuple[int, int]]:
-    """The heads whose weights a long text's explorer keeps: the heatmap's, then those the
-    params name, up to `explorer_heads`."""
-    pairs = [(focus[0], focus[1])]
-    if params.layers is not None or params.heads is not None:
-        for layer in params.layers if params.layers is not None else [focus[0]]:
-            for head in params.heads if params.heads is not None else range(heads):
-                if (layer, head) not in pairs:
-                    pairs.append((layer, head))
-    return pairs[: limits.explorer_heads]
+    """The heads in the order an explorer page that cannot keep them all keeps their weights:
+    the heatmap's, then those the params name, else the most focused."""
+    if not named:
+        order = np.argsort(-confidence, axis=None, kind="stable")
+        named = [divmod(int(i), confidence.shape[1]) for i in order]
+    return list(dict.fromkeys([(focus[0], focus[1]), *named]))
+
+
+def _explorer_page(
+    result: dict[str, Any],
+    attentions: Array,
+    segments: list[int],
+    ranked: list[tuple[int, int]],
+    settings: Settings,
+) -> bytes:
+    """explorer.html with every head's weights while the text has at most `explorer_tokens`
+    tokens and the page fits an artifact; else with the first `explorer_heads` of `ranked`."""
+    limits: AttentionLimits = KIND.limits(settings)
+    if attentions.shape[-1] <= limits.explorer_tokens:
+        page = explorer.text_page(result, attentions, segments, None, limits.explorer_tokens)
+        if len(page) <= settings.max_artifact_bytes:
+            return page
+    kept = ranked[: limits.explorer_heads]
+    return explorer.text_page(result, attentions, segments, kept, limits.explorer_tokens)
 
 
 def is_punctuation(token: str) -> bool:
@@ -153,7 +168,7 @@ def analyse_text(
 
     chosen_layers = params.layers if params.layers is not None else list(range(layers))
     chosen_heads = params.heads if params.heads is not None else list(range(heads))
-    if params.layers or params.heads:
+    if params.layers or params.heads:  # each is None or has at least one
         focus = (chosen_layers[0], chosen_heads[0], "chosen by the params")
     else:
         best_layer, best_head = np.unravel_index(np.argmax(stats["confidence"]), (layers, heads))
@@ -210,12 +225,10 @@ def analyse_text(
         )
         artifacts["attentions.npz"] = ("application/octet-stream", buffer.getvalue())
     report(STAGES["explorer"], "explorer")
-    limits = KIND.limits(settings)
-    kept = None if size <= limits.explorer_tokens else _chosen(params, focus, heads, limits)
-    artifacts["explorer.html"] = (
-        explorer.CONTENT_TYPE,
-        explorer.text_page(result, attentions, segments, kept, limits.explorer_tokens),
-    )
+    named = [(layer, head) for layer in chosen_layers for head in chosen_heads]
+    ranked = _ranked(focus, named if params.layers or params.heads else [], stats["confidence"])
+    page = _explorer_page(result, attentions, segments, ranked, settings)
+    artifacts["explorer.html"] = (explorer.CONTENT_TYPE, page)
     result["artifacts"] = list(artifacts)
     result["timings"] = {
         "load_s": round(loaded.load_seconds, 4),
