@@ -45,3 +45,13 @@ def chromium() -> Iterator[Any]:
 def shot(page: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def page_weights(page: Any, pairs: list[tuple[int, int]], root: str = "[data-explorer]") -> Any:
+    """The weights the explorer in `root` draws for each (layer, head): a list of floats each,
+    or None where the page kept none."""
+    script = """([root, pairs]) => {
+      const app = LadderExplorer.of(document.querySelector(root));
+      return pairs.map(([l, h]) => (app.weights(l, h) ? Array.from(app.weights(l, h)) : null));
+    }"""
+    return page.evaluate(script, [root, [list(pair) for pair in pairs]])

@@ -11,7 +11,7 @@
 (function () {
   "use strict";
 
-  const FORMAT = "ladder-explorer/";
+  const FORMAT = "ladder-explorer/1";
   const DATA_START = '<script type="application/json" id="explorer-data">';
   const VIEWS = { text: ["model", "head", "statistic", "rollout"], matrices: ["head", "matrix"] };
   const VIEW_NAMES = { model: "Model", head: "Head", statistic: "Statistic", rollout: "Rollout", matrix: "Matrix" };
@@ -30,6 +30,7 @@
   ];
   // Lines this faint are invisible anyway; skipping them keeps 128 tokens (16k pairs) quick.
   const MIN_LINE = 0.01;
+  const LINE_LEVELS = 32;
   // Pixels per token row in the Head view: the lines' ends are computed from it, and the CSS
   // reads the same number through --row, so tokens and lines cannot drift apart.
   const ROW = 20;
@@ -270,10 +271,7 @@
   // ---- the frame: header, tabs, indicator, views, stats panel ---------------------------------
 
   function buildFrame(app) {
-    const data = app.data, notes = (data.notes || []).slice();
-    if (data.model && data.model.random_weights && !notes.some((n) => /random weights/i.test(n))) {
-      notes.unshift(`${data.model.display_name || "This model"} has random weights: a demo, not a trained model's attention.`);
-    }
+    const data = app.data, notes = data.notes || [];
     // A div, not <header>: the dashboard styles every header as its dark top bar.
     const header = el("div", { class: "explorer-header" }, [
       el("h2", { class: "explorer-title", text: data.title || "Attention explorer" }),
@@ -398,11 +396,11 @@
       const token = event.target.closest(".tok");
       if (!token) return;
       app.head.focus = { side, index: Number(token.dataset.index) };
-      drawLines(app);
+      linesSoon(app);
     });
     column.addEventListener("mouseleave", () => {
       app.head.focus = null;
-      drawLines(app);
+      linesSoon(app);
     });
     return column;
   }
@@ -450,6 +448,15 @@
     drawLines(app);
   }
 
+  function linesSoon(app) {
+    // A sweep of the mouse over a column asks for many drawings: one per frame is enough.
+    if (app.head.pending) return;
+    app.head.pending = requestAnimationFrame(() => {
+      app.head.pending = 0;
+      drawLines(app);
+    });
+  }
+
   function drawLines(app) {
     const { canvas, focus } = app.head, nq = app.queries.length, nk = app.keys.length;
     const weights = weightsOf(app, app.state.layer, app.state.head);
@@ -467,19 +474,24 @@
     if (!weights) return;
     g.strokeStyle = ACCENT;
     g.lineWidth = focus ? 2 : 1.2;
+    // One path per opacity level, stroked once: 128 tokens can hold 13,000 lines, and a stroke
+    // each made hovering lag.
+    const levels = Array.from({ length: LINE_LEVELS }, () => new Path2D());
     for (let q = 0; q < nq; q++) {
       if (focus && focus.side === "queries" && focus.index !== q) continue;
       for (let k = 0; k < nk; k++) {
         if (focus && focus.side === "keys" && focus.index !== k) continue;
         const w = weights[q * nk + k];
         if (!(w >= MIN_LINE) || !passes(app, q, k)) continue;
-        g.globalAlpha = Math.min(1, w);
-        g.beginPath();
-        g.moveTo(0, (q + 0.5) * ROW);
-        g.lineTo(LINES_WIDTH, (k + 0.5) * ROW);
-        g.stroke();
+        const path = levels[Math.min(LINE_LEVELS - 1, Math.floor(w * LINE_LEVELS))];
+        path.moveTo(0, (q + 0.5) * ROW);
+        path.lineTo(LINES_WIDTH, (k + 0.5) * ROW);
       }
     }
+    levels.forEach((path, level) => {
+      g.globalAlpha = (level + 1) / LINE_LEVELS;
+      g.stroke(path);
+    });
     g.globalAlpha = 1;
   }
 
@@ -528,7 +540,7 @@
   }
 
   function matricesPanel(app) {
-    const rows = app.data.stats.rows || (app.data.stats.values || {}).rows || [];
+    const rows = app.data.stats.rows || [];
     const scaling = (app.data.matrices || {}).scaling || {}, known = SCALING.map(([key]) => key);
     const scalingRows = SCALING.filter(([key]) => key in scaling).map(([key, name]) => statRow(name, scaling[key]))
       .concat(Object.keys(scaling).filter((key) => !known.includes(key)).map((key) => statRow(key, scaling[key])));
@@ -636,7 +648,7 @@
     if (mounted.has(root)) mounted.get(root).abort.abort();
     delete root.dataset.ready;
     message(root, "loading…");
-    if (!data || typeof data.format !== "string" || !data.format.startsWith(FORMAT)) {
+    if (!data || data.format !== FORMAT) {
       message(root, `Not explorer data (format ${data && data.format}).`, "error");
       throw new Error("not explorer data");
     }

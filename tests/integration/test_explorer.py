@@ -5,26 +5,18 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from shared.explorer import embedded
-from tests.browser import chromium, shot
+from tests.browser import chromium, page_weights, shot
 from tests.processes import Stack
 from tests.support import explorer_weights
 
 PAIR = {"text": "The cat sat on the mat.", "text_pair": "It was happy.", "return_matrices": True}
 READY = "[data-ready=true]"
 VIEWPORT = {"width": 1280, "height": 900}
-
-
-def page_weights(page: Any, root: str, layer: int, head: int) -> list[float]:
-    script = """([root, layer, head]) =>
-      Array.from(LadderExplorer.of(document.querySelector(root)).weights(layer, head))"""
-    values: list[float] = page.evaluate(script, [root, layer, head])
-    return values
 
 
 @pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
@@ -65,7 +57,7 @@ def test_a_jobs_explorer_on_the_dashboard_and_as_a_file(stack: Stack, tmp_path: 
         shot(page, "explorer-minilm-model")
         page.click('.cell[data-layer="4"][data-head="7"]')
         assert page.locator("section.explorer-head").is_visible()
-        weights = page_weights(page, "[data-explorer]", 4, 7)
+        weights = page_weights(page, [(4, 7)])[0]
         np.testing.assert_array_equal(np.array(weights).reshape(14, 14), expected[4 * 12 + 7])
         offline.close()
 

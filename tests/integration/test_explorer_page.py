@@ -5,9 +5,7 @@ on the dashboard and as the downloaded file."""
 
 from __future__ import annotations
 
-import base64
 import math
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +15,8 @@ import numpy as np
 import pytest
 
 from shared.explorer import render
-from tests.browser import chromium, shot
+from tests.browser import chromium, page_weights, shot
+from worker.kinds.attention.explorer import encode_weights
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Route
@@ -32,14 +31,6 @@ READY = "[data-explorer][data-ready=true]"
 
 
 # ---- synthetic data, to the contract -------------------------------------------------------------
-
-
-def encode(matrices: np.ndarray) -> str:
-    """float16 byte planes (every low byte, then every high byte), zlib, base64."""
-    halves = np.ascontiguousarray(matrices, dtype="<f2").view(np.uint8).reshape(-1, 2)
-    return base64.b64encode(
-        zlib.compress(np.concatenate([halves[:, 0], halves[:, 1]]).tobytes())
-    ).decode()
 
 
 def softmax_rows(
@@ -156,7 +147,7 @@ def text_data(
             "dtype": "float16",
             "encoding": "zlib+base64",
             "layout": "byte-planes",
-            "data": encode(np.stack([w16[ly, h] for ly, h in pairs])),
+            "data": encode_weights(np.stack([w16[ly, h] for ly, h in pairs])),
         },
         "kept": {"all": kept is None, "limit": 128},
         "rollout": np.round(rollout, 6).tolist(),
@@ -195,7 +186,7 @@ def matrices_data(n: int = 3, m: int = 4, d_k: int = 8) -> tuple[dict[str, Any],
             "dtype": "float16",
             "encoding": "zlib+base64",
             "layout": "byte-planes",
-            "data": encode(w[None]),
+            "data": encode_weights(w[None]),
         },
         "kept": {"all": True, "limit": m},
         "focus": {"layer": 0, "head": 0, "why": "matrices mode has one head"},
@@ -284,15 +275,6 @@ def shown(value: float) -> float:
 
 def where(page: Page) -> tuple[str, str]:
     return page.inner_text(".explorer-indicator"), page.evaluate("location.hash")
-
-
-def page_weights(page: Page, pairs: list[tuple[int, int]]) -> list[list[float] | None]:
-    script = """(pairs) => {
-      const app = LadderExplorer.of(document.querySelector("[data-explorer]"));
-      return pairs.map(([l, h]) => (app.weights(l, h) ? Array.from(app.weights(l, h)) : null));
-    }"""
-    result: list[list[float] | None] = page.evaluate(script, [list(p) for p in pairs])
-    return result
 
 
 # ---- the standalone page -------------------------------------------------------------------------

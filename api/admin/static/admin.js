@@ -198,7 +198,7 @@ const pages = {
       showWebhook(job.webhook);
       $("#cancel").disabled = !["queued", "running"].includes(job.status);
       $("#retry").disabled = job.status !== "failed";
-      if (job.artifacts.includes("explorer.html") && $("#explorer-box").hidden) {
+      if (job.artifacts.includes("explorer.html") && window.LadderExplorer && $("#explorer-box").hidden) {
         const url = `/admin/jobs/${encodeURIComponent(id)}/artifacts/explorer.html`;
         $("#explorer-open").href = url;
         $("#explorer-download").href = url;
