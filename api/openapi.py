@@ -244,7 +244,8 @@ def paths(settings: Settings) -> dict[str, Any]:
         "/api/v1/jobs/{job_id}/artifacts/{name}": {
             "get": _op(
                 "getArtifact",
-                "A file the job made, such as value.txt.",
+                "A file the job made, such as value.txt or an attention job's explorer.html; "
+                "served as an attachment under CSP sandbox.",
                 {
                     "200": _media(
                         "The file.", "application/octet-stream", type="string", format="binary"

@@ -316,7 +316,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--limit", type=count, default=20, help="at most N (0: all; default 20)")
     sub = command("artifact", artifact, "download a file a job made")
     sub.add_argument("id")
-    sub.add_argument("name", help="value.txt, heatmap.png, result.json, …")
+    sub.add_argument("name", help="value.txt, heatmap.png, explorer.html, result.json, …")
     sub.add_argument(
         "-o", "--output", metavar="FILE", help="where to write (default NAME; - stdout)"
     )
