@@ -65,7 +65,7 @@ def test_an_attention_text_job_reports_its_layers_then_its_stages(stack: Stack) 
     stages = [p["stage"] for p in progress]
     # A new stage always goes out; the layers within the forward pass may be thinned out.
     assert stages[0] == "forward" and progress[0]["layers"] == 6
-    assert stages[-4:] == ["statistics", "heatmap", "rollout", "matrices"]
+    assert stages[-5:] == ["statistics", "heatmap", "rollout", "matrices", "explorer"]
     assert rising([p["progress"] for p in progress]) and progress[0]["progress"] > 0
     assert progress[-1]["progress"] < 1
     assert events[-1] == ("end", {"status": "succeeded"})
