@@ -16,6 +16,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -139,6 +140,14 @@ def main() -> None:
     ours, bare, tokens = text_mode()
     m_ours, m_bare, validate = matrices_mode()
     page = explorer_page()
+    explorer_note = (
+        "The text analysis includes the job's explorer page (every head's weights as float16, "
+        f"its statistics and rollout): {page['page_s'] * 1000:.1f} ms and "
+        f"{page['page_mb']:.2f} MB, where numpy's savez_compressed of the same float16 weights "
+        f"alone takes {page['npz_s'] * 1000:.1f} ms for {page['npz_mb']:.2f} MB (raw: "
+        f"{page['raw_mb']:.2f} MB). Chromium draws the page, from navigation to the model view "
+        f"of 72 heads, in {page['draw_s'] * 1000:.0f} ms."
+    )
     write_section(
         "Attention against bare transformers and SDPA",
         f"""
@@ -152,13 +161,9 @@ threads, {machine()}, {time.strftime("%Y-%m-%d")}.
 | matrices 256 × 256 × 64 (float64): analysis vs torch SDPA \
 | {m_ours * 1000:.1f} ms | {m_bare * 1000:.2f} ms | {m_ours / m_bare:.0f}× |
 
-The explorer page of that job (every head's weights as float16, its statistics and rollout):
-{page["page_s"] * 1000:.1f} ms and {page["page_mb"]:.2f} MB, where numpy's savez_compressed of
-the same float16 weights alone takes {page["npz_s"] * 1000:.1f} ms for {page["npz_mb"]:.2f} MB
-(raw: {page["raw_mb"]:.2f} MB). Chromium draws the page, from navigation to the model view of
-72 heads, in {page["draw_s"] * 1000:.0f} ms.
+{textwrap.fill(explorer_note, 95)}
 
-The text analysis adds hidden states, 72 heads' statistics, rollout, norm-based shares and a
+It also adds hidden states, 72 heads' statistics, rollout, norm-based shares and a
 PNG heatmap (Pillow; a matplotlib figure took 0.5 s alone). Matrices mode is dominated by
 what it returns, not the product itself: three 256-row matrices as JSON lists, a second
 softmax without scaling for the comparison, and the SDPA cross-check. Validating that body's

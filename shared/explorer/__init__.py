@@ -67,7 +67,10 @@ def embedded(page: str) -> dict[str, Any]:
 def _json_for_script(data: dict[str, Any]) -> str:
     # Inside <script> only "</" (and "<!--") could end or bend the element: escaping every "<"
     # keeps any token text a job holds from becoming markup; JSON.parse reads \u003c back.
-    text = json.dumps(_finite(data), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    try:
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # rare, and a walk over every number costs a page 10 ms: only then
+        text = json.dumps(_finite(data), ensure_ascii=False, separators=(",", ":"))
     return text.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
