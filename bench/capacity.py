@@ -25,13 +25,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from api.auth import create_key
 from bench.common import drive, machine, scratch_database, stop, write_section
 from bench.service import BROKER_URL, Ladder, wait_done
+from scripts import processes
 from shared.models import Job
+from shared.producer import route
 
 TEXT = " ".join(["The quick brown fox jumps over the lazy dog, and then it rests."] * 12)
 KINDS: dict[str, tuple[dict[str, Any], int]] = {
     "stairs": ({"n": 30}, 1000),
     "attention": ({"text": TEXT, "max_tokens": 128}, 60),
-    "generate": ({"prompt": "Count from one to one hundred in words:", "max_new_tokens": 64}, 6),
+    # Three batches of 8: the first's end starts the count.
+    "generate": ({"prompt": "Count from one to one hundred in words:", "max_new_tokens": 64}, 24),
 }
 
 
@@ -56,17 +59,21 @@ def completion_tokens(ladder: Ladder) -> float:
     return sum(made) / len(made) if made else 0.0
 
 
-def drain(ladder: Ladder, count: int) -> float:
-    """Start one worker process on the filled queue; its jobs a second in steady state, from
-    the first job's end to the last's (so neither start-up nor model loading counts)."""
-    worker = ladder.worker(concurrency=1)
+def drain(ladder: Ladder, count: int, kind: str) -> float:
+    """Start one worker process on the kind's filled queue; its jobs a second in steady state,
+    from the first job's end to the last's (so neither start-up nor model loading counts)."""
+    # A batching kind has a queue of its own, served by one process's threads pool, a thread a
+    # job of its batch: the first batch's jobs end together, so the count starts after them.
+    queue = route(kind, "cpu")
+    together = 1 if queue == "cpu" else processes.batch_size(queue)
+    worker = ladder.worker(concurrency=None if together > 1 else 1, queue=queue)
     wait_done(ladder.ended, count)
     stop(worker)
     with ladder.db.session() as s:
         failed = s.scalar(select(func.count()).where(Job.status != "succeeded")) or 0
-        first, last = s.execute(select(func.min(Job.finished_at), func.max(Job.finished_at))).one()
+        ends = s.scalars(select(Job.finished_at).order_by(Job.finished_at)).all()
     assert failed == 0, f"{failed} jobs did not succeed; see the worker log"
-    return (count - 1) / (last - first).total_seconds()
+    return (count - together) / (ends[-1] - ends[together - 1]).total_seconds()
 
 
 def main() -> None:
@@ -87,7 +94,7 @@ def main() -> None:
                 before = counters(dsn, client)
                 seen = drive(ladder.url, [token], count, kind, params)
                 assert len(seen.accepted) == count, seen.statuses
-                rate = drain(ladder, count)
+                rate = drain(ladder, count, kind)
                 after = counters(dsn, client)
                 rows[kind] = {k: (after[k] - before[k]) / count for k in after}
                 rows[kind]["rate"] = rate
@@ -112,8 +119,9 @@ def _report(submits: float, rows: dict[str, dict[str, float]]) -> None:
 {machine()}, {time.strftime("%Y-%m-%d")}; PostgreSQL and Redis on the same machine. API: 2,000
 stairs submissions from 16 clients to one gunicorn process (8 threads), no worker running:
 **{submits:.0f} submissions/s**. Workers: the queue filled first, then one worker process
-(`-c 1`) drains it; its rate is counted from the first job's end to the last's, so start-up
-and loading the model (once per worker process) are not in it. Per job, what the submission
+drains it (`-c 1`; generate's, a threads pool decoding its batch of 8 together); its rate is
+counted from the first job's end (the first batch's) to the last's, so start-up and loading
+the model (once per worker process) are not in it. Per job, what the submission
 and the run cost the shared parts: rows written in PostgreSQL (pg_stat_user_tables), and
 commands in Redis (INFO commandstats: the broker's, the lease, token streams, and the
 heartbeats and reconciler passes over the run).
@@ -125,7 +133,8 @@ heartbeats and reconciler passes over the run).
 stairs: n = 30. attention: text mode, 128 tokens, all-MiniLM-L6-v2. generate: SmolLM2-135M,
 up to 64 new tokens, fp32 on CPU. The statements behind the rows: the API reads the key and
 inserts the job (two transactions); the worker claims the row and finishes it (two UPDATEs,
-plus one INSERT per artifact: attention's heatmap).
+plus one INSERT per artifact: attention's heatmap and explorer page), and a running job's
+progress (at most one UPDATE a second).
 """,
     )
 

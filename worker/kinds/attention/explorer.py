@@ -1,8 +1,8 @@
 """The data of an attention job's explorer page (the format is shared/explorer's), and the page.
 
 The explorer draws the job's own numbers: the statistics are the result's, regrouped by
-statistic; the weights are the model's, as float16, for every head while the text has at most
-`explorer_tokens` tokens, and for the chosen heads only beyond that.
+statistic; the weights are the model's, as float16, for every head or for the heads the runner
+chose (text.py's `_explorer_page` decides which).
 """
 
 from __future__ import annotations
