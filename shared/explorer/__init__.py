@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from functools import cache
 from importlib.resources import files
 from typing import Any
 
@@ -44,17 +45,27 @@ _DATA_END = "</script>"
 
 def render(data: dict[str, Any]) -> str:
     """The whole page as one HTML file: style, script and data inline, nothing fetched."""
-    page = (ASSETS / "page.html").read_text(encoding="utf-8")
+    page, style, script = _assets()
     parts = {
         "@@TITLE@@": _escape_html(str(data.get("title", "Attention explorer"))),
-        "@@STYLE@@": (ASSETS / "explorer.css").read_text(encoding="utf-8"),
-        "@@SCRIPT@@": (ASSETS / "explorer.js").read_text(encoding="utf-8"),
+        "@@STYLE@@": style,
+        "@@SCRIPT@@": script,
         "@@DATA@@": _DATA_START + _json_for_script(data) + _DATA_END,
     }
-    if "</script" in parts["@@SCRIPT@@"].lower():
-        raise ValueError("explorer.js must not hold '</script': it would end the inline element")
     # One pass, so that a marker inside a title or the data is never replaced itself.
     return re.sub("@@[A-Z]+@@", lambda match: parts[match.group()], page)
+
+
+@cache
+def _assets() -> tuple[str, str, str]:
+    """The template, style and script, read once a process (a worker renders a page a job)."""
+    page, style, script = (
+        (ASSETS / name).read_text(encoding="utf-8")
+        for name in ("page.html", "explorer.css", "explorer.js")
+    )
+    if "</script" in script.lower():
+        raise ValueError("explorer.js must not hold '</script': it would end the inline element")
+    return page, style, script
 
 
 def embedded(page: str) -> dict[str, Any]:
